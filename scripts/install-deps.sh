@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs everything corral's build, tests and benchmarks need on Debian 12, from Debian's
+# packages (and npm for the MCP client used by the tests). Idempotent: packages already present
+# are not downloaded again.
+set -euo pipefail
+
+packages=(
+  build-essential cmake g++ pkg-config
+  libgtest-dev googletest nlohmann-json3-dev libsqlite3-dev
+  python3 python3-pytest python3-psutil
+  prometheus tini dumb-init bubblewrap hyperfine task-spooler
+  util-linux procps iproute2 nodejs npm
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "corral setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone, as root: installs what is missing, builds, runs the
+# GoogleTest units and the integration tests that drive the real binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh
+echo "== unit and in-process tests (ctest)"
+(cd build && ctest --output-on-failure -j1 --timeout 600)
+echo "== integration tests (pytest, real binary)"
+CORRAL_BIN="$PWD/build/corral" CORRAL_PAYLOAD="$PWD/build/corral-payload" \
+  python3 -m pytest -q -p no:cacheprovider tests/integration

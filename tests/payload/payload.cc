@@ -1,0 +1,237 @@
+// corral-payload: one small multi-call binary that misbehaves on demand, so the tests do not
+// depend on what the host's tools happen to do. Usage: corral-payload MODE [ARGS...]; modes can
+// be chained with "+" as separate arguments, e.g. `corral-payload setsid-escape 60 + sleep 60`.
+//
+//   sleep S              sleep S seconds (fractions allowed)
+//   exit N               exit with code N
+//   kill-self SIG        raise signal SIG (number)
+//   ignore-sigterm S     ignore SIGTERM, then sleep S seconds
+//   fork-orphans N S     N children that double-fork; the grandchildren sleep S seconds
+//   setsid-escape S      a child that setsids and double-forks, sleeping S seconds
+//   tree N S             N descendants: a fan of children each sleeping S seconds, half setsid
+//   zombies N            fork N children that exit at once and are never waited for
+//   memhog BYTES         allocate and touch BYTES of memory, then sleep 60
+//   flood-stdout BYTES   write BYTES of 'x' to stdout (0: forever)
+//   flood-stderr BYTES   the same on stderr
+//   hold-pipe S          a child that keeps stdout/stderr open S seconds after we exit
+//   fork-bomb            fork until it fails, each child sleeping 30 s; prints how many
+//   spin S               burn CPU for S seconds
+//   list-fds             print the open fd numbers, one line
+//   print-env NAME       print the value of NAME (or "<unset>")
+//   print-cwd            print the working directory
+//   print-ids            print "uid gid groups..."
+//   cat                  copy stdin to stdout
+//   echo TEXT            print TEXT and a newline
+//   open-fds N           open N extra fds on /dev/null, then sleep 60
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace {
+
+void SleepSeconds(double s) {
+  if (s <= 0) return;
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(s);
+  ts.tv_nsec = static_cast<long>((s - static_cast<double>(ts.tv_sec)) * 1e9);
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+  }
+}
+
+double Num(const std::vector<std::string>& a, size_t i) {
+  if (i >= a.size()) {
+    std::fprintf(stderr, "payload: missing argument\n");
+    std::exit(2);
+  }
+  return std::atof(a[i].c_str());
+}
+
+void WriteAll(int fd, unsigned long long total) {
+  static char buf[65536];
+  std::memset(buf, 'x', sizeof buf);
+  unsigned long long done = 0;
+  while (total == 0 || done < total) {
+    size_t n = sizeof buf;
+    if (total != 0 && total - done < n) n = static_cast<size_t>(total - done);
+    ssize_t w = write(fd, buf, n);
+    if (w <= 0) {
+      if (w < 0 && errno == EINTR) continue;
+      std::exit(1);
+    }
+    done += static_cast<unsigned long long>(w);
+  }
+}
+
+// Runs one mode; returns when the mode is done (for chaining), or exits.
+void RunMode(const std::vector<std::string>& a) {
+  const std::string& m = a[0];
+  if (m == "sleep") {
+    SleepSeconds(Num(a, 1));
+  } else if (m == "exit") {
+    std::exit(static_cast<int>(Num(a, 1)));
+  } else if (m == "kill-self") {
+    signal(static_cast<int>(Num(a, 1)), SIG_DFL);
+    raise(static_cast<int>(Num(a, 1)));
+    SleepSeconds(5);
+  } else if (m == "ignore-sigterm") {
+    signal(SIGTERM, SIG_IGN);
+    SleepSeconds(Num(a, 1));
+  } else if (m == "fork-orphans") {
+    int n = static_cast<int>(Num(a, 1));
+    double s = Num(a, 2);
+    for (int i = 0; i < n; ++i) {
+      pid_t p = fork();
+      if (p == 0) {
+        if (fork() == 0) {
+          SleepSeconds(s);
+          _exit(0);
+        }
+        _exit(0);
+      }
+      if (p > 0) waitpid(p, nullptr, 0);
+    }
+  } else if (m == "setsid-escape") {
+    double s = Num(a, 1);
+    pid_t p = fork();
+    if (p == 0) {
+      setsid();
+      if (fork() == 0) {
+        setsid();
+        SleepSeconds(s);
+        _exit(0);
+      }
+      _exit(0);
+    }
+    if (p > 0) waitpid(p, nullptr, 0);
+  } else if (m == "tree") {
+    int n = static_cast<int>(Num(a, 1));
+    double s = Num(a, 2);
+    for (int i = 0; i < n; ++i) {
+      if (fork() == 0) {
+        if (i % 2 == 1) setsid();
+        SleepSeconds(s);
+        _exit(0);
+      }
+    }
+  } else if (m == "zombies") {
+    int n = static_cast<int>(Num(a, 1));
+    for (int i = 0; i < n; ++i) {
+      if (fork() == 0) _exit(0);
+    }
+  } else if (m == "memhog") {
+    size_t bytes = static_cast<size_t>(Num(a, 1));
+    char* p = static_cast<char*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (p == MAP_FAILED) std::exit(3);
+    for (size_t i = 0; i < bytes; i += 4096) p[i] = 1;
+    SleepSeconds(60);
+  } else if (m == "flood-stdout") {
+    WriteAll(1, static_cast<unsigned long long>(Num(a, 1)));
+  } else if (m == "flood-stderr") {
+    WriteAll(2, static_cast<unsigned long long>(Num(a, 1)));
+  } else if (m == "hold-pipe") {
+    double s = Num(a, 1);
+    if (fork() == 0) {
+      setsid();
+      SleepSeconds(s);
+      _exit(0);
+    }
+    std::exit(0);
+  } else if (m == "fork-bomb") {
+    int count = 0;
+    for (;;) {
+      pid_t p = fork();
+      if (p == 0) {
+        SleepSeconds(30);
+        _exit(0);
+      }
+      if (p < 0) break;
+      if (++count >= 100000) break;
+    }
+    std::printf("%d\n", count);
+    std::fflush(stdout);
+  } else if (m == "spin") {
+    timespec start, now;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    double s = Num(a, 1);
+    volatile unsigned long x = 0;
+    do {
+      for (int i = 0; i < 100000; ++i) x = x + 1;
+      clock_gettime(CLOCK_MONOTONIC, &now);
+    } while (static_cast<double>(now.tv_sec - start.tv_sec) +
+                 static_cast<double>(now.tv_nsec - start.tv_nsec) / 1e9 <
+             s);
+  } else if (m == "list-fds") {
+    DIR* d = opendir("/proc/self/fd");
+    int self = dirfd(d);
+    std::string out;
+    while (dirent* e = readdir(d)) {
+      if (e->d_name[0] == '.') continue;
+      if (std::atoi(e->d_name) == self) continue;
+      if (!out.empty()) out += ' ';
+      out += e->d_name;
+    }
+    closedir(d);
+    std::printf("%s\n", out.c_str());
+  } else if (m == "print-env") {
+    const char* v = std::getenv(a.at(1).c_str());
+    std::printf("%s\n", v ? v : "<unset>");
+  } else if (m == "print-cwd") {
+    char buf[4096];
+    std::printf("%s\n", getcwd(buf, sizeof buf) ? buf : "?");
+  } else if (m == "print-ids") {
+    gid_t groups[256];
+    int n = getgroups(256, groups);
+    std::printf("%u %u", getuid(), getgid());
+    for (int i = 0; i < n; ++i) std::printf(" %u", groups[i]);
+    std::printf("\n");
+  } else if (m == "cat") {
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(0, buf, sizeof buf)) > 0) {
+      if (write(1, buf, static_cast<size_t>(n)) != n) std::exit(1);
+    }
+  } else if (m == "echo") {
+    std::printf("%s\n", a.at(1).c_str());
+  } else if (m == "open-fds") {
+    int n = static_cast<int>(Num(a, 1));
+    for (int i = 0; i < n; ++i) {
+      if (open("/dev/null", O_RDONLY) < 0) break;
+    }
+    SleepSeconds(60);
+  } else {
+    std::fprintf(stderr, "payload: unknown mode '%s'\n", m.c_str());
+    std::exit(2);
+  }
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: corral-payload MODE [ARGS...] [+ MODE ARGS...]\n");
+    return 2;
+  }
+  std::vector<std::string> cur;
+  for (int i = 1; i <= argc; ++i) {
+    if (i == argc || std::strcmp(argv[i], "+") == 0) {
+      if (!cur.empty()) RunMode(cur);
+      cur.clear();
+    } else {
+      cur.emplace_back(argv[i]);
+    }
+  }
+  return 0;
+}
