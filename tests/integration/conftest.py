@@ -1,0 +1,96 @@
+"""Shared fixtures for the integration tests: they run the real build/corral binary against real
+processes. Every test ends by checking that it left nothing behind: no zombie child of this test
+process, no process that carries this test's marker in its environment."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CORRAL = os.environ.get("CORRAL_BIN", str(ROOT / "build" / "corral"))
+PAYLOAD = os.environ.get("CORRAL_PAYLOAD", str(ROOT / "build" / "corral-payload"))
+
+
+def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
+    """Polls pred() until it is truthy or the deadline passes (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def procs_with_env(marker):
+    """PIDs of live (non-zombie) processes whose environment contains marker."""
+    found = []
+    needle = marker.encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                stat = f.read()
+            state = stat[stat.rfind(b")") + 2:][:1]
+            if state == b"Z":
+                continue
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if needle in f.read():
+                    found.append(int(d))
+        except OSError:
+            continue
+    return found
+
+
+def zombie_children(ppid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(b")") + 2:].split()
+        if rest[0] == b"Z" and int(rest[1]) == ppid:
+            out.append(int(d))
+    return out
+
+
+@pytest.fixture
+def marker(request):
+    """A unique environment marker: pass it to commands (env CORRAL_TEST_MARK=...) so the test
+    can find every process of theirs, and assert at the end that none is left."""
+    mark = f"corral-test-{os.getpid()}-{time.monotonic_ns()}"
+    yield mark
+    left = procs_with_env(mark)
+    for pid in left:  # clean up our own processes, by pid, then fail the test
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    assert not left, f"processes left behind by the test: {left}"
+
+
+@pytest.fixture(autouse=True)
+def no_zombie_children():
+    yield
+    # Give the kernel a moment to deliver exits of children this test already reaped.
+    zs = zombie_children(os.getpid())
+    assert not zs, f"zombie children of the test process: {zs}"
+
+
+def corral(*args, env=None, timeout=60, input=None, check=False):
+    """Runs build/corral with args; returns the CompletedProcess (bytes)."""
+    e = dict(os.environ)
+    if env:
+        e.update(env)
+    return subprocess.run([CORRAL, *args], capture_output=True, timeout=timeout, env=e,
+                          input=input, check=check)
