@@ -55,6 +55,8 @@ class [[nodiscard]] Result {
   const T* operator->() const { return &value(); }
   T& operator*() & { return value(); }
 
+  T value_or(T fallback) const& { return ok() ? std::get<0>(v_) : std::move(fallback); }
+
   const Error& error() const { return std::get<1>(v_); }
   Error&& take_error() && { return std::get<1>(std::move(v_)); }
 

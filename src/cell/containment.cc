@@ -1,0 +1,258 @@
+// Host detection, choice of backend, preparation of corral's cgroup roots, and the sweeper.
+#include "cell/containment.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <sstream>
+
+namespace corral {
+
+std::unique_ptr<Containment> MakeCgroupContainment(const ContainmentConfig& config,
+                                                   const std::string& cell_id);
+Status PrepareCgroupCell(Containment* c, const Limits& limits);
+std::unique_ptr<Containment> MakePgroupContainment(const std::string& cell_id, bool single_cell);
+
+const char* ContainmentModeName(ContainmentMode m) {
+  switch (m) {
+    case ContainmentMode::kCgroup2: return "cgroup2";
+    case ContainmentMode::kCgroup1: return "cgroup1";
+    case ContainmentMode::kPgroup: return "pgroup";
+  }
+  return "pgroup";
+}
+
+std::optional<ContainmentMode> ParseContainmentMode(const std::string& s) {
+  if (s == "cgroup2") return ContainmentMode::kCgroup2;
+  if (s == "cgroup1") return ContainmentMode::kCgroup1;
+  if (s == "pgroup") return ContainmentMode::kPgroup;
+  return std::nullopt;
+}
+
+HostCgroups DetectHostCgroups() {
+  HostCgroups h;
+  auto mounts = ReadSmallFile("/proc/self/mounts", 1 << 20);
+  if (!mounts.ok()) return h;
+  std::istringstream in(mounts.value());
+  std::string line;
+  bool any_v1 = false;
+  while (std::getline(in, line)) {
+    std::istringstream f(line);
+    std::string dev, dir, type, opts;
+    f >> dev >> dir >> type >> opts;
+    if (type == "cgroup2") {
+      if (h.v2_mount.empty()) h.v2_mount = dir;
+    } else if (type == "cgroup") {
+      any_v1 = true;
+      std::istringstream o(opts);
+      std::string opt;
+      while (std::getline(o, opt, ',')) {
+        if (opt == "pids") h.v1_pids = dir;
+        if (opt == "memory") h.v1_memory = dir;
+        if (opt == "cpuacct") h.v1_cpuacct = dir;
+        if (opt == "freezer") h.v1_freezer = dir;
+      }
+    }
+  }
+  h.v2_hybrid = !h.v2_mount.empty() && any_v1;
+  if (!h.v2_mount.empty()) {
+    auto ctl = ReadSmallFile(h.v2_mount + "/cgroup.controllers");
+    if (ctl.ok()) {
+      std::istringstream c(ctl.value());
+      std::string name;
+      while (c >> name) h.v2_controllers.push_back(name);
+    }
+  }
+  return h;
+}
+
+namespace {
+
+bool Has(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+Status MakeDir(const std::string& path) {
+  if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return Error::FromErrno("mkdir", path);
+  return Ok();
+}
+
+// Enables each controller in `want` for the children of `dir`; returns those now enabled.
+std::vector<std::string> EnableControllers(const std::string& dir,
+                                           const std::vector<std::string>& want) {
+  std::vector<std::string> enabled;
+  for (const std::string& c : want) {
+    // One write per controller so that one refusal does not cost the others.
+    if (WriteFileString(dir + "/cgroup.subtree_control", "+" + c).ok()) enabled.push_back(c);
+  }
+  return enabled;
+}
+
+Result<ContainmentConfig> SetUpCgroup2(const HostCgroups& h, const std::string& name) {
+  if (h.v2_mount.empty()) return Error::Msg("no cgroup2 hierarchy is mounted", ENOENT);
+  ContainmentConfig c;
+  c.mode = ContainmentMode::kCgroup2;
+  c.v2_root = h.v2_mount + "/" + name;
+  if (auto st = MakeDir(c.v2_root); !st.ok()) {
+    return st.error().Wrap("cgroup2 at " + h.v2_mount + " is not writable (run as root, or "
+                           "give corral a delegated subtree)");
+  }
+  std::vector<std::string> want;
+  for (const char* ctl : {"pids", "memory", "cpu"}) {
+    if (Has(h.v2_controllers, ctl)) want.emplace_back(ctl);
+  }
+  if (!want.empty()) {
+    std::vector<std::string> at_mount = EnableControllers(h.v2_mount, want);
+    c.v2_enabled = EnableControllers(c.v2_root, at_mount);
+  }
+  c.why = "cgroup2 at " + h.v2_mount +
+          (c.v2_enabled.empty() ? std::string(" (no controllers: no limits)")
+                                : " with controllers");
+  for (const std::string& e : c.v2_enabled) c.why += " " + e;
+  return c;
+}
+
+Result<ContainmentConfig> SetUpCgroup1(const HostCgroups& h, const std::string& name) {
+  if (h.v1_pids.empty()) return Error::Msg("no cgroup v1 pids hierarchy is mounted", ENOENT);
+  ContainmentConfig c;
+  c.mode = ContainmentMode::kCgroup1;
+  c.v1_pids_root = h.v1_pids + "/" + name;
+  if (auto st = MakeDir(c.v1_pids_root); !st.ok()) {
+    return st.error().Wrap("cgroup v1 pids hierarchy is not writable");
+  }
+  if (!h.v1_memory.empty()) {
+    c.v1_memory_root = h.v1_memory + "/" + name;
+    if (!MakeDir(c.v1_memory_root).ok()) c.v1_memory_root.clear();
+  }
+  if (!h.v2_mount.empty()) {
+    c.v2_root = h.v2_mount + "/" + name;
+    if (!MakeDir(c.v2_root).ok()) c.v2_root.clear();
+  }
+  if (c.v2_root.empty() && !h.v1_cpuacct.empty()) {
+    c.v1_cpuacct_root = h.v1_cpuacct + "/" + name;
+    if (!MakeDir(c.v1_cpuacct_root).ok()) c.v1_cpuacct_root.clear();
+  }
+  c.why = "cgroup v1 pids" + std::string(c.v1_memory_root.empty() ? "" : " + memory") +
+          (c.v2_root.empty() ? std::string(" (kill by signal loop)")
+                             : " with cgroup2 at " + h.v2_mount + " for cgroup.kill/events");
+  return c;
+}
+
+ContainmentConfig SetUpPgroup(const std::string& why) {
+  ContainmentConfig c;
+  c.mode = ContainmentMode::kPgroup;
+  c.why = why;
+  return c;
+}
+
+}  // namespace
+
+Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> forced,
+                                            const std::string& cgroup_root) {
+  HostCgroups h = DetectHostCgroups();
+  if (forced) {
+    switch (*forced) {
+      case ContainmentMode::kCgroup2: return SetUpCgroup2(h, cgroup_root);
+      case ContainmentMode::kCgroup1: return SetUpCgroup1(h, cgroup_root);
+      case ContainmentMode::kPgroup: return SetUpPgroup("forced with --containment pgroup");
+    }
+  }
+  std::string why;
+  bool v2_full = !h.v2_mount.empty() && !h.v2_hybrid && Has(h.v2_controllers, "pids") &&
+                 Has(h.v2_controllers, "memory");
+  if (v2_full) {
+    auto c = SetUpCgroup2(h, cgroup_root);
+    if (c.ok()) return c;
+    why += c.error().message() + "; ";
+  }
+  if (!h.v1_pids.empty()) {
+    auto c = SetUpCgroup1(h, cgroup_root);
+    if (c.ok()) return c;
+    why += c.error().message() + "; ";
+  }
+  if (!h.v2_mount.empty() && !v2_full) {
+    auto c = SetUpCgroup2(h, cgroup_root);
+    if (c.ok()) return c;
+    why += c.error().message() + "; ";
+  }
+  if (why.empty()) why = "no cgroup hierarchy is mounted; ";
+  return SetUpPgroup(why + "falling back to process groups + subreaper");
+}
+
+namespace {
+
+// "run-4242-7" -> 4242; 0 when the name does not carry an owner.
+pid_t OwnerOf(const char* name) {
+  const char* dash = std::strchr(name, '-');
+  if (dash == nullptr) return 0;
+  long pid = std::strtol(dash + 1, nullptr, 10);
+  return pid > 0 ? static_cast<pid_t>(pid) : 0;
+}
+
+std::vector<std::string> DeadOwnersCells(const std::string& root) {
+  std::vector<std::string> out;
+  if (root.empty()) return out;
+  DIR* d = opendir(root.c_str());
+  if (d == nullptr) return out;
+  while (dirent* e = readdir(d)) {
+    if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
+    pid_t owner = OwnerOf(e->d_name);
+    if (owner <= 0 || owner == getpid()) continue;
+    if (kill(owner, 0) == 0 || errno == EPERM) continue;  // owner alive
+    out.emplace_back(e->d_name);
+  }
+  closedir(d);
+  return out;
+}
+
+int KillProcsIn(const std::string& dir) {
+  auto procs = ReadSmallFile(dir + "/cgroup.procs", 1 << 20);
+  if (!procs.ok()) return 0;
+  std::istringstream in(procs.value());
+  int n = 0;
+  pid_t pid;
+  while (in >> pid) {
+    if (kill(pid, SIGKILL) == 0) ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+int SweepOrphanedCells(const ContainmentConfig& config) {
+  int killed = 0;
+  for (const std::string* root :
+       {&config.v2_root, &config.v1_pids_root, &config.v1_memory_root, &config.v1_cpuacct_root}) {
+    for (const std::string& name : DeadOwnersCells(*root)) {
+      std::string dir = *root + "/" + name;
+      if (root == &config.v2_root) (void)WriteFileString(dir + "/cgroup.kill", "1");
+      killed += KillProcsIn(dir);
+      rmdir(dir.c_str());  // EBUSY while the killed (or stuck) processes are still inside
+    }
+  }
+  return killed;
+}
+
+Result<std::unique_ptr<Containment>> MakeContainment(const ContainmentConfig& config,
+                                                     const std::string& cell_id,
+                                                     const Limits& limits, bool single_cell) {
+  if (config.mode == ContainmentMode::kPgroup) {
+    if (limits.memory_bytes != 0 || limits.pids != 0) {
+      return Error::Msg(std::string(limits.memory_bytes != 0 ? "--memory" : "--pids") +
+                            " needs a cgroup (this host gives corral none: " + config.why +
+                            "); run as root on a host with cgroups, or drop the limit",
+                        ENOTSUP);
+    }
+    return MakePgroupContainment(cell_id, single_cell);
+  }
+  std::unique_ptr<Containment> c = MakeCgroupContainment(config, cell_id);
+  TRY(PrepareCgroupCell(c.get(), limits));
+  return c;
+}
+
+}  // namespace corral

@@ -1,0 +1,161 @@
+#include "cli/flags.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+
+namespace corral::cli {
+
+std::optional<int64_t> ParseDurationNs(const std::string& s) {
+  if (s.empty()) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(s.c_str(), &end);
+  if (errno != 0 || end == s.c_str() || v < 0 || !std::isfinite(v)) return std::nullopt;
+  std::string unit(end);
+  double scale;
+  if (unit.empty() || unit == "s") scale = 1e9;
+  else if (unit == "ms") scale = 1e6;
+  else if (unit == "m") scale = 60e9;
+  else if (unit == "h") scale = 3600e9;
+  else return std::nullopt;
+  double ns = v * scale;
+  if (ns > 9e18) return std::nullopt;
+  return static_cast<int64_t>(ns);
+}
+
+std::optional<uint64_t> ParseBytes(const std::string& s) {
+  if (s.empty() || s[0] == '-') return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
+  if (errno != 0 || end == s.c_str()) return std::nullopt;
+  std::string unit(end);
+  uint64_t scale;
+  if (unit.empty() || unit == "B") scale = 1;
+  else if (unit == "K" || unit == "k" || unit == "KiB") scale = 1ULL << 10;
+  else if (unit == "M" || unit == "MiB") scale = 1ULL << 20;
+  else if (unit == "G" || unit == "GiB") scale = 1ULL << 30;
+  else return std::nullopt;
+  if (v > UINT64_MAX / scale) return std::nullopt;
+  return static_cast<uint64_t>(v) * scale;
+}
+
+std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_containment,
+                                          CellFlags* out) {
+  CellSpec& spec = out->spec;
+  std::string shell;
+  int i = 1;
+  for (; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--") {
+      ++i;
+      break;
+    }
+    if (arg.size() < 2 || arg[0] != '-') break;  // the command starts here
+    std::string name = arg, value;
+    bool has_inline = false;
+    if (size_t eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
+      name = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      has_inline = true;
+    }
+    auto need = [&](std::string* v) -> std::optional<std::string> {
+      if (has_inline) {
+        *v = value;
+        return std::nullopt;
+      }
+      if (i + 1 >= argc) return name + " needs a value";
+      *v = argv[++i];
+      return std::nullopt;
+    };
+    auto duration = [&](int64_t* dst) -> std::optional<std::string> {
+      std::string v;
+      if (auto e = need(&v)) return e;
+      auto d = ParseDurationNs(v);
+      if (!d) return name + ": '" + v + "' is not a duration (use 500ms, 30s, 2m, 1h or seconds)";
+      *dst = *d;
+      return std::nullopt;
+    };
+    auto bytes = [&](uint64_t* dst) -> std::optional<std::string> {
+      std::string v;
+      if (auto e = need(&v)) return e;
+      auto b = ParseBytes(v);
+      if (!b) return name + ": '" + v + "' is not a size (use bytes or K, M, G suffixes)";
+      *dst = *b;
+      return std::nullopt;
+    };
+    std::optional<std::string> err;
+    if (name == "-h" || name == "--help") {
+      out->help = true;
+      return std::nullopt;
+    } else if (name == "--timeout") {
+      err = duration(&spec.timeout_ns);
+    } else if (name == "--grace") {
+      err = duration(&spec.grace_ns);
+    } else if (name == "--kill-wait") {
+      err = duration(&spec.kill_wait_ns);
+    } else if (name == "--memory") {
+      err = bytes(&spec.limits.memory_bytes);
+      if (!err && spec.limits.memory_bytes == 0) err = "--memory must be more than 0";
+    } else if (name == "--max-output") {
+      err = bytes(&spec.max_output_bytes);
+    } else if (name == "--pids") {
+      std::string v;
+      err = need(&v);
+      if (!err) {
+        char* end = nullptr;
+        unsigned long long n = std::strtoull(v.c_str(), &end, 10);
+        if (v.empty() || *end != '\0' || n == 0 || v[0] == '-') {
+          err = "--pids: '" + v + "' is not a positive number of processes";
+        }
+        spec.limits.pids = n;
+      }
+    } else if (name == "--cpu") {
+      int64_t ns = 0;
+      err = duration(&ns);
+      spec.limits.cpu_s = static_cast<double>(ns) / 1e9;
+      if (!err && ns == 0) err = "--cpu must be more than 0";
+    } else if (name == "--cwd") {
+      err = need(&spec.cwd);
+    } else if (name == "--env") {
+      std::string v;
+      err = need(&v);
+      if (!err) {
+        size_t eq = v.find('=');
+        if (eq == std::string::npos || eq == 0) {
+          err = "--env: '" + v + "' is not KEY=VALUE";
+        } else {
+          spec.env.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+        }
+      }
+    } else if (name == "--clear-env") {
+      spec.clear_env = true;
+    } else if (name == "--stdin") {
+      err = need(&spec.stdin_data);
+      spec.stdin_mode = StdinMode::kFile;
+    } else if (name == "--shell") {
+      err = need(&shell);
+    } else if (name == "--json") {
+      out->json = true;
+    } else if (name == "--containment" && allow_containment) {
+      err = need(&out->containment);
+    } else if (name == "--socket" && !allow_containment) {
+      err = need(&out->socket);
+    } else {
+      err = "unknown option " + name;
+    }
+    if (err) return err;
+  }
+  if (!shell.empty()) {
+    if (i < argc) return "give either --shell 'STRING' or a command after --, not both";
+    spec.argv = {"/bin/sh", "-c", shell};
+  } else {
+    for (; i < argc; ++i) spec.argv.emplace_back(argv[i]);
+  }
+  if (spec.argv.empty()) return "no command given (corral run [OPTIONS] -- CMD [ARG...])";
+  return std::nullopt;
+}
+
+}  // namespace corral::cli
