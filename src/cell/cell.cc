@@ -482,9 +482,13 @@ void Cell::Finish() {
     }
     if (st.oom_kills > 0) r.limits_hit.push_back("memory");
     if (st.pids_max_hits > 0) r.limits_hit.push_back("pids");
-    if (cpu_exceeded_ || (spec_.limits.cpu_s > 0 && r.signal &&
-                          (*r.signal == SIGXCPU || *r.signal == SIGKILL) &&
-                          containment_->CpuSecondsUsed().value_or(0) >= spec_.limits.cpu_s * 0.9)) {
+    // RLIMIT_CPU ends a process with SIGXCPU at the budget and SIGKILL a second later.
+    double used = containment_->CpuSecondsUsed().value_or(r.cpu_user_s.value_or(0) +
+                                                         r.cpu_system_s.value_or(0));
+    bool rlimit_hit = spec_.limits.cpu_s > 0 && r.signal &&
+                      (*r.signal == SIGXCPU ||
+                       (*r.signal == SIGKILL && used >= spec_.limits.cpu_s * 0.9));
+    if (cpu_exceeded_ || rlimit_hit) {
       cpu_exceeded_ = true;
       r.limits_hit.push_back("cpu");
     }

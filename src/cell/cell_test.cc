@@ -1,0 +1,334 @@
+// Behaviour tests of the in-process cell API, run once per containment backend this host can
+// run (cgroup1 and cgroup2 here; pure cgroup2 hosts run cgroup2 with limits). Every test drives
+// real processes (build/corral-payload) and ends by checking that nothing of its tree is alive.
+#include "cell/cell.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "cell/result_json.h"
+#include "sys/proc.h"
+#include "sys/signal_fd.h"
+
+namespace corral {
+namespace {
+
+const char* kPayload = CORRAL_PAYLOAD;
+
+std::vector<pid_t> ProcsWithEnv(const std::string& needle) {
+  std::vector<pid_t> out;
+  for (pid_t pid : ListPids()) {
+    auto st = ReadProcStat(pid);
+    if (!st || st->state == 'Z') continue;
+    auto env = ReadSmallFile("/proc/" + std::to_string(pid) + "/environ", 1 << 20);
+    if (env.ok() && env->find(needle) != std::string::npos) out.push_back(pid);
+  }
+  return out;
+}
+
+int CountOpenFds() {
+  int n = 0;
+  DIR* d = opendir("/proc/self/fd");
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] != '.') ++n;
+  }
+  closedir(d);
+  return n - 1;  // the DIR's own fd
+}
+
+class CellTest : public ::testing::TestWithParam<ContainmentMode> {
+ protected:
+  void SetUp() override {
+    auto config = ChooseContainment(GetParam());
+    if (!config.ok()) GTEST_SKIP() << "backend unavailable here: " << config.error().message();
+    config_ = config.value();
+    auto loop = EventLoop::Create();
+    ASSERT_TRUE(loop.ok());
+    loop_ = std::move(loop).value();
+    HostOptions opts;
+    opts.containment = config_;
+    opts.reap_orphans = true;
+    auto host = CellHost::Create(loop_.get(), opts);
+    ASSERT_TRUE(host.ok()) << host.error().message();
+    host_ = std::move(host).value();
+    marker_ = "CORRAL_TEST_MARK=" + std::to_string(getpid()) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    for (char& c : marker_) {
+      if (c == '/') c = '_';
+    }
+  }
+
+  void TearDown() override {
+    if (!host_) return;
+    // Nothing of the test's trees may be alive, and every child must have been reaped.
+    auto left = ProcsWithEnv(marker_);
+    for (pid_t pid : left) kill(pid, SIGKILL);
+    EXPECT_TRUE(left.empty()) << left.size() << " processes left behind";
+    host_->ReapChildren();
+    host_.reset();
+  }
+
+  CellSpec Spec(std::vector<std::string> args) {
+    CellSpec s;
+    s.id = "t-" + std::to_string(getpid()) + "-" + std::to_string(++seq_);
+    s.argv = {kPayload};
+    for (auto& a : args) s.argv.push_back(a);
+    size_t eq = marker_.find('=');
+    s.env.emplace_back(marker_.substr(0, eq), marker_.substr(eq + 1));
+    s.grace_ns = 300 * kNsPerMs;
+    s.kill_wait_ns = 500 * kNsPerMs;
+    return s;
+  }
+
+  CellResult Run(CellSpec s) { return RunCellSync(host_.get(), std::move(s)); }
+  bool IsCgroup() const { return config_.mode != ContainmentMode::kPgroup; }
+  bool HasLimits() const {
+    return config_.mode == ContainmentMode::kCgroup1 || !config_.v2_enabled.empty();
+  }
+
+  ContainmentConfig config_;
+  std::unique_ptr<EventLoop> loop_;
+  std::unique_ptr<CellHost> host_;
+  std::string marker_;
+  int seq_ = 0;
+};
+
+TEST_P(CellTest, ExitCodeIsReported) {
+  CellResult r = Run(Spec({"exit", "7"}));
+  EXPECT_EQ(r.state, CellState::kExited);
+  ASSERT_TRUE(r.exit_code.has_value());
+  EXPECT_EQ(*r.exit_code, 7);
+  EXPECT_EQ(r.ShellExitCode(), 7);
+  EXPECT_EQ(r.containment, ContainmentModeName(config_.mode));
+}
+
+TEST_P(CellTest, DeathBySignalIsKilledWith128PlusN) {
+  CellResult r = Run(Spec({"kill-self", "9"}));
+  EXPECT_EQ(r.state, CellState::kKilled);
+  EXPECT_FALSE(r.exit_code.has_value());
+  ASSERT_TRUE(r.signal.has_value());
+  EXPECT_EQ(*r.signal, SIGKILL);
+  EXPECT_EQ(r.ShellExitCode(), 137);
+  EXPECT_EQ(r.reason, "signal");
+}
+
+TEST_P(CellTest, MissingBinaryExits127) {
+  CellSpec s = Spec({});
+  s.argv = {"/nonexistent/corral-binary"};
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kFailedToStart);
+  EXPECT_EQ(r.ShellExitCode(), 127);
+  EXPECT_NE(r.error.find("No such file"), std::string::npos) << r.error;
+}
+
+TEST_P(CellTest, NonExecutableExits126) {
+  CellSpec s = Spec({});
+  s.argv = {"/etc/hostname"};
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kFailedToStart);
+  EXPECT_EQ(r.ShellExitCode(), 126);
+}
+
+TEST_P(CellTest, BadWorkingDirectoryIsASetUpFailure125) {
+  CellSpec s = Spec({"print-cwd"});
+  s.cwd = "/nonexistent/dir";
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kFailedToStart);
+  EXPECT_EQ(r.ShellExitCode(), 125);
+  EXPECT_NE(r.error.find("chdir `/nonexistent/dir`"), std::string::npos) << r.error;
+}
+
+TEST_P(CellTest, TimeoutKillsSetsidAndDoubleForkedGrandchildren) {
+  CellSpec s = Spec({"setsid-escape", "60", "+", "fork-orphans", "3", "60", "+", "sleep", "60"});
+  s.timeout_ns = 300 * kNsPerMs;
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kTimedOut);
+  EXPECT_EQ(r.reason, "timeout");
+  EXPECT_EQ(r.ShellExitCode(), 124);
+  EXPECT_TRUE(ProcsWithEnv(marker_).empty());
+  EXPECT_LT(r.duration_s, 2.0);
+}
+
+TEST_P(CellTest, LeftoversAreKilledWhenTheLeaderExits) {
+  CellResult r = Run(Spec({"setsid-escape", "60", "+", "fork-orphans", "2", "60", "+", "exit", "0"}));
+  EXPECT_EQ(r.state, CellState::kExited);
+  EXPECT_EQ(*r.exit_code, 0);
+  EXPECT_EQ(r.leftover_killed, 3);
+  EXPECT_TRUE(ProcsWithEnv(marker_).empty());
+}
+
+TEST_P(CellTest, ChildIgnoringSigtermIsKilledAfterGrace) {
+  CellSpec s = Spec({"ignore-sigterm", "60"});
+  s.timeout_ns = 200 * kNsPerMs;
+  s.grace_ns = 400 * kNsPerMs;
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kTimedOut);
+  ASSERT_TRUE(r.signal.has_value());
+  EXPECT_EQ(*r.signal, SIGKILL);
+  EXPECT_GE(r.duration_s, 0.55);
+  EXPECT_LT(r.duration_s, 2.0);
+}
+
+TEST_P(CellTest, ChildInheritsNoFdButStdio) {
+  int leak = open("/dev/null", O_RDONLY);  // deliberately without O_CLOEXEC
+  ASSERT_GE(leak, 3);
+  CellResult r = Run(Spec({"list-fds"}));
+  close(leak);
+  EXPECT_EQ(r.stdout_data, "0 1 2\n");
+}
+
+TEST_P(CellTest, OutputFloodIsCappedInConstantMemory) {
+  CellSpec s = Spec({"flood-stdout", std::to_string(64 << 20)});
+  s.max_output_bytes = 1 << 20;
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kExited);
+  EXPECT_EQ(r.stdout_bytes, 64u << 20);
+  EXPECT_EQ(r.stdout_data.size(), 1u << 20);
+  EXPECT_TRUE(r.stdout_truncated);
+  EXPECT_FALSE(r.stderr_truncated);
+}
+
+TEST_P(CellTest, StdinBytesEnvAndCwdReachTheCommand) {
+  CellSpec s = Spec({"cat"});
+  s.stdin_mode = StdinMode::kBytes;
+  s.stdin_data = std::string(300000, 'a');  // more than a pipe holds
+  EXPECT_EQ(Run(s).stdout_data, s.stdin_data);
+
+  CellSpec e = Spec({"print-env", "FOO"});
+  e.env.emplace_back("FOO", "bar baz");
+  EXPECT_EQ(Run(e).stdout_data, "bar baz\n");
+
+  CellSpec c = Spec({"print-env", "HOME"});
+  c.clear_env = true;
+  EXPECT_EQ(Run(c).stdout_data, "<unset>\n");
+
+  CellSpec d = Spec({"print-cwd"});
+  d.cwd = "/tmp";
+  EXPECT_EQ(Run(d).stdout_data, "/tmp\n");
+}
+
+TEST_P(CellTest, ForkBombStaysUnderPidsLimit) {
+  if (!HasLimits()) GTEST_SKIP() << "no pids controller in this backend here";
+  CellSpec s = Spec({"fork-bomb"});
+  s.limits.pids = 20;
+  s.timeout_ns = 5 * kNsPerSec;
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kExited) << DumpJson(ResultToJson(r));
+  ASSERT_TRUE(r.pids_peak.has_value());
+  EXPECT_LE(*r.pids_peak, 20u);
+  EXPECT_EQ(r.stdout_data, "19\n");  // 19 children + the leader
+  EXPECT_NE(std::find(r.limits_hit.begin(), r.limits_hit.end(), "pids"), r.limits_hit.end());
+  EXPECT_EQ(r.leftover_killed, 19);
+}
+
+TEST_P(CellTest, MemoryHogIsStoppedByMemoryLimit) {
+  if (!HasLimits()) GTEST_SKIP() << "no memory controller in this backend here";
+  CellSpec s = Spec({"memhog", std::to_string(256 << 20)});
+  s.limits.memory_bytes = 32 << 20;
+  s.timeout_ns = 20 * kNsPerSec;
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kKilled) << DumpJson(ResultToJson(r));
+  EXPECT_EQ(r.reason, "memory_limit");
+  ASSERT_TRUE(r.peak_memory_bytes.has_value());
+  EXPECT_LE(*r.peak_memory_bytes, 33u << 20);
+}
+
+TEST_P(CellTest, CpuBudgetEndsASpinningTree) {
+  CellSpec s = Spec({"spin", "30"});
+  s.limits.cpu_s = 0.5;
+  s.timeout_ns = 20 * kNsPerSec;
+  CellResult r = Run(s);
+  EXPECT_EQ(r.state, CellState::kKilled) << DumpJson(ResultToJson(r));
+  EXPECT_EQ(r.reason, "cpu_limit");
+  EXPECT_LT(r.duration_s, 3.0);
+}
+
+TEST_P(CellTest, MeasuresCpuAndMemory) {
+  CellResult r = Run(Spec({"spin", "0.3"}));
+  ASSERT_TRUE(r.cpu_user_s.has_value());
+  EXPECT_GT(*r.cpu_user_s + r.cpu_system_s.value_or(0), 0.15);
+  EXPECT_TRUE(r.peak_memory_bytes.has_value());
+  if (IsCgroup()) {
+    EXPECT_TRUE(r.pids_peak.has_value() || config_.mode == ContainmentMode::kCgroup2);
+  }
+}
+
+// A process frozen by the v1 freezer is in D state and ignores SIGKILL: the call must return
+// within timeout + grace + kill_wait anyway, report it stuck, and reap it once it is thawed.
+TEST_P(CellTest, StuckProcessDoesNotBlockAndIsReapedAfterThaw) {
+  std::string freezer = "/sys/fs/cgroup/freezer/corral-test-" + std::to_string(getpid());
+  if (mkdir(freezer.c_str(), 0755) != 0) GTEST_SKIP() << "no writable v1 freezer";
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      (void)WriteFileString(dir + "/freezer.state", "THAWED");
+      for (int i = 0; i < 200 && rmdir(dir.c_str()) != 0; ++i) usleep(10000);
+    }
+  } cleanup{freezer};
+
+  CellSpec s = Spec({"sleep", "60"});
+  s.timeout_ns = 300 * kNsPerMs;
+  s.grace_ns = 100 * kNsPerMs;
+  s.kill_wait_ns = 300 * kNsPerMs;
+  CellResult result;
+  bool done = false;
+  Cell* cell = host_->Start(s, [&](const CellResult& r) {
+    result = r;
+    done = true;
+  });
+  ASSERT_TRUE(WriteFileString(freezer + "/cgroup.procs", std::to_string(cell->leader_pid())).ok());
+  ASSERT_TRUE(WriteFileString(freezer + "/freezer.state", "FROZEN").ok());
+  int64_t start = MonotonicNs();
+  while (!done) ASSERT_TRUE(loop_->RunOnce().ok());
+  double took = static_cast<double>(MonotonicNs() - start) / 1e9;
+  EXPECT_LT(took, 1.5);
+  EXPECT_EQ(result.state, CellState::kTimedOut);
+  ASSERT_EQ(result.stuck.size(), 1u) << DumpJson(ResultToJson(result));
+  EXPECT_FALSE(result.stuck[0].wchan.empty());
+  EXPECT_EQ(host_->quarantined_processes(), 1u);
+
+  ASSERT_TRUE(WriteFileString(freezer + "/freezer.state", "THAWED").ok());
+  int64_t deadline = MonotonicNs() + 5 * kNsPerSec;
+  while (host_->quarantined_processes() != 0 && MonotonicNs() < deadline) {
+    ASSERT_TRUE(loop_->RunOnce(50 * kNsPerMs).ok());
+  }
+  EXPECT_EQ(host_->quarantined_processes(), 0u);
+}
+
+TEST_P(CellTest, ThousandsOfSequentialRunsLeakNothing) {
+  int fds_before = CountOpenFds();
+  const int n = GetParam() == ContainmentMode::kCgroup1 ? 10000 : 1000;
+  for (int i = 0; i < n; ++i) {
+    CellSpec s = Spec({"exit", "0"});
+    CellResult r = Run(s);
+    ASSERT_EQ(r.state, CellState::kExited) << r.error;
+  }
+  EXPECT_EQ(CountOpenFds(), fds_before);
+  // No cell directory of ours remains.
+  for (const std::string& root : {config_.v2_root, config_.v1_pids_root, config_.v1_memory_root}) {
+    if (root.empty()) continue;
+    DIR* d = opendir(root.c_str());
+    ASSERT_NE(d, nullptr);
+    std::string prefix = "t-" + std::to_string(getpid()) + "-";
+    while (dirent* e = readdir(d)) {
+      EXPECT_NE(std::string(e->d_name).rfind(prefix, 0), 0u) << "left: " << root << "/" << e->d_name;
+    }
+    closedir(d);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, CellTest,
+                         ::testing::Values(ContainmentMode::kCgroup1, ContainmentMode::kCgroup2,
+                                           ContainmentMode::kPgroup),
+                         [](const auto& info) { return std::string(ContainmentModeName(info.param)); });
+
+}  // namespace
+}  // namespace corral
