@@ -1,6 +1,7 @@
 #include "cell/cell.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -75,6 +76,25 @@ bool HoldsPipe(pid_t pid, const std::vector<ino_t>& inodes) {
   return false;
 }
 
+// Copies streamed output to our stdout/stderr. A reader that went away (EPIPE) just drops it:
+// the tree still runs to its end under the caller's limits.
+void Forward(int fd, const char* data, size_t len) {
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n > 0) {
+      data += n;
+      len -= static_cast<size_t>(n);
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && errno == EAGAIN) {
+      pollfd p{fd, POLLOUT, 0};
+      poll(&p, 1, 100);
+    } else {
+      return;
+    }
+  }
+}
+
 }  // namespace
 
 Cell::Cell(CellHost* host, CellSpec spec, DoneCallback on_done)
@@ -128,11 +148,6 @@ Status Cell::SetUpStdio(int* in_fd, int* out_fd, int* err_fd, UniqueFd* in_keep)
       break;
     }
   }
-  if (spec_.output == OutputMode::kInherit) {
-    *out_fd = 1;
-    *err_fd = 2;
-    return Ok();
-  }
   ASSIGN_OR_RETURN(Pipe o, MakePipe(O_NONBLOCK));
   ASSIGN_OR_RETURN(Pipe e, MakePipe(O_NONBLOCK));
   // The child's ends must block: most programs do not expect EAGAIN on stdout.
@@ -140,6 +155,10 @@ Status Cell::SetUpStdio(int* in_fd, int* out_fd, int* err_fd, UniqueFd* in_keep)
   TRY(SetNonBlocking(e.write.get(), false));
   stdout_.fd = std::move(o.read);
   stderr_.fd = std::move(e.read);
+  if (spec_.output == OutputMode::kStream) {
+    stdout_.forward_fd = 1;
+    stderr_.forward_fd = 2;
+  }
   *out_fd = o.write.release();
   *err_fd = e.write.release();
   return Ok();
@@ -190,8 +209,8 @@ void Cell::Launch() {
   }
   // Our copies of the child's pipe ends are closed right after the spawn: only the tree may
   // hold them, so EOF means the tree let go.
-  UniqueFd out_keep(spec_.output == OutputMode::kCapture ? out_fd : -1);
-  UniqueFd err_keep(spec_.output == OutputMode::kCapture ? err_fd : -1);
+  UniqueFd out_keep(out_fd);
+  UniqueFd err_keep(err_fd);
   req.stdout_fd = out_fd;
   req.stderr_fd = err_fd;
 
@@ -261,12 +280,16 @@ void Cell::OnOutput(OutputStream* s) {
     if (n > 0) {
       size_t got = static_cast<size_t>(n);
       s->total += got;
+      budget -= std::min(budget, got);
+      if (s->forward_fd >= 0) {
+        Forward(s->forward_fd, scratch, got);
+        continue;
+      }
       size_t room = spec_.max_output_bytes > s->data.size()
                         ? static_cast<size_t>(spec_.max_output_bytes - s->data.size())
                         : 0;
       if (room > 0) s->data.append(scratch, std::min(room, got));
       if (got > room) s->truncated = true;
-      budget -= std::min(budget, got);
       continue;
     }
     if (n < 0 && errno == EINTR) continue;

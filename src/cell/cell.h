@@ -39,6 +39,7 @@ struct OutputStream {
   std::string data;
   uint64_t total = 0;
   bool truncated = false;
+  int forward_fd = -1;  // kStream: copy to this fd instead of keeping
   bool open() const { return fd.valid(); }
 };
 

@@ -20,7 +20,10 @@ struct Limits {
 };
 
 enum class StdinMode { kInherit, kNull, kFile, kBytes };
-enum class OutputMode { kInherit, kCapture };
+// kStream copies the tree's output to our own stdout/stderr as it comes, through pipes of our
+// own: a process stuck in D state then holds only our pipe, never the caller's, so the caller
+// sees EOF when corral returns. kCapture keeps it (bounded) for the result object.
+enum class OutputMode { kStream, kCapture };
 
 struct CellSpec {
   std::string id;                 // e.g. "run-1234-1"; unique on the host while the cell lives

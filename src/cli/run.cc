@@ -90,7 +90,7 @@ int Run(int argc, char** argv) {
   }
   CellSpec& spec = flags.spec;
   spec.id = "run-" + std::to_string(getpid()) + "-1";
-  spec.output = flags.json ? OutputMode::kCapture : OutputMode::kInherit;
+  spec.output = flags.json ? OutputMode::kCapture : OutputMode::kStream;
   if (flags.json && spec.stdin_mode == StdinMode::kInherit) spec.stdin_mode = StdinMode::kInherit;
 
   EnsureStdFds();

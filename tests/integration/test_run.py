@@ -1,0 +1,233 @@
+"""`corral run` end to end: the real binary, real processes, real cgroups. Exit codes follow
+coreutils `timeout`; the tree is always gone when the call returns."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import CORRAL, PAYLOAD, corral, procs_with_env, wait_until
+
+BACKENDS = ["cgroup1", "cgroup2", "pgroup"]
+
+
+def backend_available(mode):
+    r = corral("run", "--containment", mode, "--", "/bin/true")
+    return r.returncode == 0
+
+
+@pytest.fixture(params=BACKENDS)
+def mode(request):
+    if not backend_available(request.param):
+        pytest.skip(f"containment {request.param} unavailable on this host")
+    return request.param
+
+
+def run_json(mode, *args, marker=None, **kw):
+    env = ["--env", f"CORRAL_TEST_MARK={marker}"] if marker else []
+    r = corral("run", "--json", "--containment", mode, *env, *args, **kw)
+    return r.returncode, json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("code", [0, 1, 3, 42, 255])
+def test_exit_code_passes_through(code):
+    assert corral("run", "--", PAYLOAD, "exit", str(code)).returncode == code
+
+
+def test_timeout_exits_124_and_kills_escaping_tree(mode, marker):
+    start = time.monotonic()
+    rc, res = run_json(mode, "--timeout", "300ms", "--grace", "200ms", "--", PAYLOAD,
+                       "setsid-escape", "60", "+", "fork-orphans", "5", "60", "+", "sleep", "60",
+                       marker=marker)
+    assert rc == 124
+    assert res["state"] == "timed_out" and res["reason"] == "timeout"
+    assert time.monotonic() - start < 3
+    assert procs_with_env(marker) == []
+
+
+def test_leftovers_killed_at_leader_exit(mode, marker):
+    rc, res = run_json(mode, "--", PAYLOAD, "tree", "6", "60", "+", "exit", "5", marker=marker)
+    assert rc == 5
+    assert res["state"] == "exited" and res["exit_code"] == 5
+    assert res["leftover"]["killed"] == 6
+    assert procs_with_env(marker) == []
+
+
+def test_signal_death_is_128_plus_n(mode):
+    rc, res = run_json(mode, "--", PAYLOAD, "kill-self", "15")
+    assert rc == 128 + 15
+    assert res["state"] == "killed" and res["signal"] == "SIGTERM" and res["exit_code"] is None
+
+
+def test_not_found_127_not_executable_126_bad_option_125(tmp_path):
+    r = corral("run", "--", "/nonexistent/x")
+    assert r.returncode == 127 and b"No such file" in r.stderr
+    r = corral("run", "--", "no-such-command-corral")
+    assert r.returncode == 127
+    f = tmp_path / "script"
+    f.write_text("#!/bin/sh\necho hi\n")
+    f.chmod(0o644)
+    assert corral("run", "--", str(f)).returncode == 126
+    for bad in (["--timeout", "5x"], ["--memory", "lots"], ["--bogus"], ["--pids", "-1"], []):
+        r = corral("run", *bad, "--", "/bin/true") if bad else corral("run")
+        assert r.returncode == 125, bad
+        assert r.stderr.startswith(b"corral run: "), r.stderr
+
+
+def test_failed_to_start_json_has_error_sentence():
+    r = corral("run", "--json", "--cwd", "/nonexistent/dir", "--", "/bin/true")
+    res = json.loads(r.stdout)
+    assert r.returncode == 125
+    assert res["state"] == "failed_to_start"
+    assert "chdir `/nonexistent/dir`" in res["error"]
+
+
+def test_result_object_has_the_contract_fields(mode):
+    rc, res = run_json(mode, "--", PAYLOAD, "echo", "hi")
+    assert rc == 0
+    for key in ["id", "argv", "state", "exit_code", "signal", "duration_s", "stdout", "stderr",
+                "stdout_truncated", "stderr_truncated", "stdout_bytes", "stderr_bytes",
+                "peak_memory_bytes", "cpu_user_s", "cpu_system_s", "pids_peak", "leftover",
+                "containment", "reason", "error"]:
+        assert key in res, key
+    assert res["stdout"] == "hi\n" and res["containment"] == mode
+    assert res["leftover"] == {"killed": 0, "stuck": 0, "stuck_processes": []}
+
+
+def test_streams_output_without_json():
+    r = corral("run", "--", PAYLOAD, "echo", "streamed")
+    assert r.stdout == b"streamed\n"
+
+
+def test_stdin_env_cwd_shell(tmp_path):
+    f = tmp_path / "in"
+    f.write_bytes(b"from file\n")
+    assert corral("run", "--stdin", str(f), "--", PAYLOAD, "cat").stdout == b"from file\n"
+    assert corral("run", "--", PAYLOAD, "cat", input=b"piped\n").stdout == b"piped\n"
+    r = corral("run", "--clear-env", "--env", "A=1", "--", PAYLOAD, "print-env", "A")
+    assert r.stdout == b"1\n"
+    assert corral("run", "--clear-env", "--", PAYLOAD, "print-env", "HOME").stdout == b"<unset>\n"
+    assert corral("run", "--cwd", str(tmp_path), "--", PAYLOAD, "print-cwd").stdout == \
+        f"{tmp_path}\n".encode()
+    assert corral("run", "--shell", "echo $((6*7))").stdout == b"42\n"
+
+
+def test_no_inherited_fds():
+    fd = os.open("/dev/null", os.O_RDONLY)
+    os.set_inheritable(fd, True)
+    try:
+        r = subprocess.run([CORRAL, "run", "--", PAYLOAD, "list-fds"], capture_output=True,
+                           close_fds=False)
+    finally:
+        os.close(fd)
+    assert r.stdout == b"0 1 2\n"
+
+
+def test_gigabyte_flood_in_constant_memory():
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    r = corral("run", "--json", "--max-output", "1M", "--", PAYLOAD, "flood-stdout",
+               str(1 << 30), timeout=120)
+    res = json.loads(r.stdout)
+    assert res["stdout_bytes"] == 1 << 30
+    assert res["stdout_truncated"] and len(res["stdout"]) == 1 << 20
+    # corral's own peak RSS (largest child so far) stays far below the flood.
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert max(before, peak_kib) < 64 * 1024
+
+
+def test_pids_and_memory_limits():
+    if not backend_available("cgroup1") and not backend_available("cgroup2"):
+        pytest.skip("no cgroups")
+    rc, res = run_json("cgroup1", "--pids", "10", "--timeout", "10s", "--", PAYLOAD, "fork-bomb")
+    assert res["pids_peak"] <= 10 and "pids" in res["limits_hit"]
+    rc, res = run_json("cgroup1", "--memory", "32M", "--timeout", "20s", "--", PAYLOAD,
+                       "memhog", str(256 << 20))
+    assert res["reason"] == "memory_limit" and rc == 137
+
+
+def test_limits_refused_clearly_without_cgroups():
+    r = corral("run", "--containment", "pgroup", "--memory", "10M", "--", "/bin/true")
+    assert r.returncode == 125
+    assert b"--memory needs a cgroup" in r.stderr
+
+
+def test_sigint_is_forwarded_to_the_tree(marker):
+    p = subprocess.Popen([CORRAL, "run", "--env", f"CORRAL_TEST_MARK={marker}", "--", PAYLOAD,
+                          "tree", "3", "60", "+", "sleep", "60"])
+    try:
+        wait_until(lambda: len(procs_with_env(marker)) >= 4, what="tree started")
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=10) == 128 + signal.SIGINT
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert procs_with_env(marker) == []
+
+
+def test_stuck_d_state_process_reported_and_call_returns(marker):
+    freezer = f"/sys/fs/cgroup/freezer/corral-test-run-{os.getpid()}"
+    try:
+        os.mkdir(freezer)
+    except OSError as e:
+        pytest.skip(f"no writable v1 freezer: {e}")
+    p = None
+    try:
+        p = subprocess.Popen([CORRAL, "run", "--timeout", "1s", "--grace", "200ms",
+                              "--kill-wait", "300ms", "--env", f"CORRAL_TEST_MARK={marker}",
+                              "--", PAYLOAD, "sleep", "60"], stderr=subprocess.PIPE)
+        pids = wait_until(lambda: procs_with_env(marker), what="payload started")
+        with open(f"{freezer}/cgroup.procs", "w") as f:
+            f.write(str(pids[0]))
+        with open(f"{freezer}/freezer.state", "w") as f:
+            f.write("FROZEN")
+        start = time.monotonic()
+        _, err = p.communicate(timeout=10)
+        assert time.monotonic() - start < 3
+        assert p.returncode == 124
+        assert b"survived SIGKILL" in err and f"pid {pids[0]}".encode() in err
+        assert b"wchan" in err
+    finally:
+        with open(f"{freezer}/freezer.state", "w") as f:
+            f.write("THAWED")
+        if p and p.poll() is None:
+            p.kill()
+            p.wait()
+        # Thawed, the SIGKILL it already has ends it; init reaps it (corral has exited).
+        wait_until(lambda: not procs_with_env(marker), what="thawed process gone")
+        wait_until(lambda: _rmdir(freezer), what="freezer cgroup removed")
+
+
+def _rmdir(d):
+    try:
+        os.rmdir(d)
+        return True
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+
+
+def test_help_teaches_and_doctor_reports():
+    r = corral("run", "--help")
+    assert r.returncode == 0 and b"Exit status" in r.stdout and b"--timeout" in r.stdout
+    r = corral("doctor")
+    assert r.returncode == 0 and b"corral will use" in r.stdout
+    r = corral("--help")
+    assert r.returncode == 0 and b"run" in r.stdout
+    assert corral("no-such-subcommand").returncode == 125
+
+
+def test_no_cell_directories_left_behind():
+    for _ in range(20):
+        corral("run", "--", "/bin/true")
+    for root in ["/sys/fs/cgroup/unified/corral", "/sys/fs/cgroup/pids/corral",
+                 "/sys/fs/cgroup/memory/corral"]:
+        if os.path.isdir(root):
+            left = [d for d in os.listdir(root)
+                    if d.startswith("run-") and os.path.isdir(os.path.join(root, d))]
+            assert left == [], left
