@@ -26,6 +26,7 @@
 #include "sys/event_loop.h"
 #include "sys/fd.h"
 #include "sys/pidfd.h"
+#include "sys/signal_fd.h"
 
 namespace corral {
 
@@ -171,7 +172,7 @@ class CellHost {
   std::list<std::unique_ptr<Cell>> cells_;
   std::list<Quarantined> quarantine_;
   EventLoop::Token quarantine_timer_ = 0;
-  std::unique_ptr<class SignalFd> sigchld_;
+  std::unique_ptr<SignalFd> sigchld_;
   EventLoop::Token sigchld_token_ = 0;
   uint64_t reaped_total_ = 0;
   uint64_t leftover_killed_total_ = 0;

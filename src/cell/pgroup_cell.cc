@@ -12,6 +12,7 @@
 // limits exist without cgroups.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <string>
@@ -87,7 +88,17 @@ class PgroupCell : public Containment {
   }
 
   void KillAll() override { SignalAll(SIGKILL); }
-  bool Populated() override { return !Members().empty(); }
+  bool Populated() override {
+    // Fast path for `corral run`: a subreaper with no children left has no descendants left
+    // either (every orphan of the tree would have become our child), so no /proc walk.
+    if (single_cell_) {
+      siginfo_t info;
+      if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) != 0 && errno == ECHILD) {
+        return false;
+      }
+    }
+    return !Members().empty();
+  }
   CellStats ReadStats() override { return CellStats(); }
   bool Release() override { return true; }
 

@@ -1,0 +1,274 @@
+// corral-bench: the cell engine against its baselines, measured side by side in one invocation
+// (the machines are noisy, so every figure is a ratio to a baseline run in the same rounds).
+//
+//   (a) spawn:  in-process cell API (own cgroup, stdout/stderr capture, setsid, close_range) vs
+//               a bare posix_spawn + waitpid loop on /bin/true (glibc posix_spawn is vfork-style)
+//   (b) cli:    `corral run -- /bin/true` vs `timeout 30 /bin/true` and `tini -s -- /bin/true`
+//   (c) kill:   tree gone for a 100-process tree (half setsid) via a cell, vs bare cgroup.kill +
+//               `populated 0`, vs killpg (which leaves every setsid'd process alive)
+//
+// Usage: corral-bench [--rounds R] [--per-round N] PAYLOAD CORRAL
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cell/cell.h"
+#include "sys/clock.h"
+
+extern char** environ;
+using namespace corral;
+
+namespace {
+
+double Median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+pid_t SpawnPlain(const std::vector<std::string>& args, bool own_group = false) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  pid_t pid;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  if (own_group) {
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP);
+    posix_spawnattr_setpgroup(&attr, 0);
+  }
+  int rc = posix_spawn(&pid, argv[0], &fa, &attr, argv.data(), environ);
+  posix_spawnattr_destroy(&attr);
+  posix_spawn_file_actions_destroy(&fa);
+  return rc == 0 ? pid : -1;
+}
+
+void RunPlain(const std::vector<std::string>& args) {
+  pid_t pid = SpawnPlain(args);
+  int st;
+  if (pid > 0) waitpid(pid, &st, 0);
+}
+
+// Mean milliseconds per call over n calls.
+double TimeCalls(int n, const std::function<void()>& call) {
+  int64_t t0 = MonotonicNs();
+  for (int i = 0; i < n; ++i) call();
+  return static_cast<double>(MonotonicNs() - t0) / 1e6 / n;
+}
+
+struct Row {
+  std::string name;
+  std::vector<double> ms;
+};
+
+void PrintTable(const char* title, const std::vector<Row>& rows, size_t baseline) {
+  std::printf("\n%s\n| %-44s | %10s | %8s |\n|%s|%s|%s|\n", title, "what", "ms/call", "ratio",
+              std::string(46, '-').c_str(), std::string(12, '-').c_str(),
+              std::string(10, '-').c_str());
+  double base = Median(rows[baseline].ms);
+  for (const Row& r : rows) {
+    double m = Median(r.ms);
+    std::printf("| %-44s | %10.3f | %7.2fx |\n", r.name.c_str(), m, m / base);
+  }
+}
+
+bool Exists(const char* path) { return access(path, X_OK) == 0; }
+
+// --- (c) tree kill ---------------------------------------------------------------------------
+
+// Reaps every child (we are subreaper: orphans of the trees come back to us).
+void ReapAll() {
+  while (waitpid(-1, nullptr, WNOHANG) > 0) {
+  }
+}
+
+int CountLines(const std::string& path) {
+  auto r = ReadSmallFile(path, 1 << 20);
+  if (!r.ok()) return -1;
+  return static_cast<int>(std::count(r->begin(), r->end(), '\n'));
+}
+
+void WaitForMembers(const std::string& procs, int want) {
+  int64_t deadline = MonotonicNs() + 10 * kNsPerSec;
+  while (CountLines(procs) < want && MonotonicNs() < deadline) usleep(2000);
+}
+
+// A v2 cgroup with a 100-process tree in it; returns the cgroup path.
+std::string MakeTreeCgroup(const std::string& v2root, const std::string& payload, int n,
+                           pid_t* leader) {
+  std::string dir = v2root + "/bench-" + std::to_string(getpid());
+  mkdir(dir.c_str(), 0755);
+  // The leader waits 50 ms before forking, time for us to move it into the cgroup.
+  *leader = SpawnPlain({payload, "sleep", "0.05", "+", "tree", std::to_string(n), "60", "+",
+                        "sleep", "60"}, /*own_group=*/true);
+  (void)WriteFileString(dir + "/cgroup.procs", std::to_string(*leader));
+  WaitForMembers(dir + "/cgroup.procs", n + 1);
+  return dir;
+}
+
+double BareCgroupKill(const std::string& v2root, const std::string& payload, int n) {
+  pid_t leader;
+  std::string dir = MakeTreeCgroup(v2root, payload, n, &leader);
+  auto events = OpenFile(dir + "/cgroup.events", O_RDONLY);
+  int ep = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLPRI;
+  epoll_ctl(ep, EPOLL_CTL_ADD, events->get(), &ev);
+  int64_t t0 = MonotonicNs();
+  (void)WriteFileString(dir + "/cgroup.kill", "1");
+  for (;;) {
+    auto text = ReadFd(events->get());
+    if (text.ok() && text->find("populated 0") != std::string::npos) break;
+    epoll_wait(ep, &ev, 1, 100);
+  }
+  double ms = static_cast<double>(MonotonicNs() - t0) / 1e6;
+  close(ep);
+  ReapAll();
+  rmdir(dir.c_str());
+  return ms;
+}
+
+// killpg on the leader's group; returns ms until the leader's group is gone, and how many
+// processes of the tree were still alive afterwards (escapees), which are then cleaned up.
+double KillpgTree(const std::string& v2root, const std::string& payload, int n, int* escaped) {
+  pid_t leader;
+  std::string dir = MakeTreeCgroup(v2root, payload, n, &leader);
+  int64_t t0 = MonotonicNs();
+  kill(-leader, SIGKILL);  // the leader heads its own process group
+  waitpid(leader, nullptr, 0);
+  double ms = static_cast<double>(MonotonicNs() - t0) / 1e6;
+  usleep(100000);
+  *escaped = CountLines(dir + "/cgroup.procs");
+  (void)WriteFileString(dir + "/cgroup.kill", "1");
+  int64_t deadline = MonotonicNs() + 5 * kNsPerSec;
+  while (CountLines(dir + "/cgroup.procs") > 0 && MonotonicNs() < deadline) usleep(2000);
+  ReapAll();
+  rmdir(dir.c_str());
+  return ms;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int rounds = 7, per_round = 200;
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
+    else if (a == "--per-round" && i + 1 < argc) per_round = std::atoi(argv[++i]);
+    else pos.push_back(a);
+  }
+  if (pos.size() != 2) {
+    std::fprintf(stderr, "usage: corral-bench [--rounds R] [--per-round N] PAYLOAD CORRAL\n");
+    return 2;
+  }
+  const std::string payload = pos[0], corral_bin = pos[1];
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
+
+  auto config = ChooseContainment(std::nullopt);
+  if (!config.ok()) return 1;
+  auto loop = EventLoop::Create();
+  HostOptions opts;
+  opts.containment = config.value();
+  opts.reap_orphans = false;
+  auto host = CellHost::Create(loop->get(), opts);
+  int seq = 0;
+  auto cell_call = [&](OutputMode out) {
+    CellSpec s;
+    s.id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(++seq);
+    s.argv = {"/bin/true"};
+    s.output = out;
+    RunCellSync(host->get(), s);
+  };
+  auto pconfig = ChooseContainment(ContainmentMode::kPgroup);
+  HostOptions popts;
+  popts.containment = pconfig.value();
+  popts.reap_orphans = true;  // as `corral run` uses it: subreaper, one cell at a time
+  popts.single_cell = true;
+  auto phost = CellHost::Create(loop->get(), popts);
+  auto pgroup_call = [&] {
+    CellSpec s;
+    s.id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(++seq);
+    s.argv = {"/bin/true"};
+    RunCellSync(phost->get(), s);
+  };
+  std::printf("host: containment %s (%s)\n", ContainmentModeName(config->mode), config->why.c_str());
+
+  // (a) spawn
+  std::vector<Row> a = {{"posix_spawn + waitpid /bin/true (floor)", {}},
+                        {"cell API: own cgroup, capture, setsid, close_range", {}},
+                        {"cell API, pgroup backend (no cgroup work)", {}}};
+  for (int r = 0; r < rounds; ++r) {
+    a[0].ms.push_back(TimeCalls(per_round, [] { RunPlain({"/bin/true"}); }));
+    a[1].ms.push_back(TimeCalls(per_round, [&] { cell_call(OutputMode::kCapture); }));
+    a[2].ms.push_back(TimeCalls(per_round, pgroup_call));
+  }
+  PrintTable("(a) per-call cost of a cell", a, 0);
+
+  // (b) cli
+  std::vector<Row> b = {{"/bin/true (bare)", {}},
+                        {"timeout 30 /bin/true", {}},
+                        {"corral run -- /bin/true", {}}};
+  bool tini = Exists("/usr/bin/tini");
+  if (tini) b.push_back({"tini -s -- /bin/true", {}});
+  int cli_n = std::max(20, per_round / 4);
+  for (int r = 0; r < rounds; ++r) {
+    b[0].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/bin/true"}); }));
+    b[1].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/usr/bin/timeout", "30", "/bin/true"}); }));
+    b[2].ms.push_back(TimeCalls(cli_n, [&] { RunPlain({corral_bin, "run", "--", "/bin/true"}); }));
+    if (tini) b[3].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/usr/bin/tini", "-s", "--", "/bin/true"}); }));
+  }
+  PrintTable("(b) command-line wrappers (ratio to coreutils timeout)", b, 1);
+
+  // (c) tree kill
+  if (config->v2_root.empty()) {
+    std::printf("\n(c) skipped: needs a cgroup2 hierarchy for the bare cgroup.kill baseline\n");
+    return 0;
+  }
+  const int n = 100;
+  std::vector<Row> c = {{"bare cgroup.kill + populated 0 (floor)", {}},
+                        {"cell: Cancel (grace 0) until tree gone", {}},
+                        {"killpg(leader's group), SIGKILL", {}}};
+  int escaped_total = 0, cell_left = 0, kill_rounds = std::max(3, rounds / 2);
+  for (int r = 0; r < kill_rounds; ++r) {
+    c[0].ms.push_back(BareCgroupKill(config->v2_root, payload, n));
+    CellSpec s;
+    s.id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(++seq);
+    s.argv = {payload, "tree", std::to_string(n), "60", "+", "sleep", "60"};
+    s.grace_ns = 0;
+    bool done = false;
+    int64_t t0 = 0;
+    Cell* cell = (*host)->Start(s, [&](const CellResult& res) {
+      done = true;
+      cell_left += static_cast<int>(res.stuck.size());
+    });
+    std::string procs = (config->v2_root + "/" + s.id + "/cgroup.procs");
+    while (CountLines(procs) < n + 1) (void)(*loop)->RunOnce(2 * kNsPerMs);
+    t0 = MonotonicNs();
+    cell->Cancel("cancelled");
+    while (!done) (void)(*loop)->RunOnce();
+    c[1].ms.push_back(static_cast<double>(MonotonicNs() - t0) / 1e6);
+    ReapAll();
+    int escaped = 0;
+    c[2].ms.push_back(KillpgTree(config->v2_root, payload, n, &escaped));
+    escaped_total += escaped;
+  }
+  PrintTable("(c) tree gone, 100 processes, half of them setsid'd (ratio to bare cgroup.kill)", c, 0);
+  std::printf("escapees: cell %d, killpg %d per tree (of %d)\n", cell_left,
+              escaped_total / kill_rounds, n);
+  return 0;
+}
