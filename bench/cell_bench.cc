@@ -197,8 +197,7 @@ int main(int argc, char** argv) {
   auto pconfig = ChooseContainment(ContainmentMode::kPgroup);
   HostOptions popts;
   popts.containment = pconfig.value();
-  popts.reap_orphans = true;  // as `corral run` uses it: subreaper, one cell at a time
-  popts.single_cell = true;
+  popts.single_cell = true;  // as `corral run` uses it (the reaping itself stays with us)
   auto phost = CellHost::Create(loop->get(), popts);
   auto pgroup_call = [&] {
     CellSpec s;

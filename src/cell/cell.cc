@@ -309,10 +309,16 @@ void Cell::CloseOutput(OutputStream* s) {
 bool Cell::TryReapLeader() {
   if (leader_reaped_) return true;
   auto r = WaitPidfd(pidfd_.get(), WNOHANG);
-  if (!r.ok() || r->pid == 0) return false;  // not yet (ECHILD cannot happen: we alone reap it)
+  if (r.ok() && r->pid == 0) return false;  // not yet
   leader_reaped_ = true;
-  leader_status_ = r->status;
-  leader_usage_ = r->usage;
+  if (r.ok()) {
+    leader_status_ = r->status;
+    leader_usage_ = r->usage;
+  } else {
+    // ECHILD: something else in this process reaped our leader (a second reaping host, a stray
+    // waitpid(-1)). Its status is lost; say so rather than spin on a readable pidfd.
+    leader_lost_ = true;
+  }
   if (pidfd_token_ != 0) loop_->Remove(pidfd_token_);
   pidfd_token_ = 0;
   return true;
@@ -497,7 +503,9 @@ void Cell::Finish() {
       if (!r.peak_memory_bytes && leader_usage_.ru_maxrss > 0) {
         r.peak_memory_bytes = static_cast<uint64_t>(leader_usage_.ru_maxrss) * 1024;
       }
-      if (leader_status_.exited()) {
+      if (leader_lost_) {
+        r.error = "the leader's exit status was taken by another waiter in this process";
+      } else if (leader_status_.exited()) {
         r.exit_code = leader_status_.code();
       } else {
         r.signal = leader_status_.signal();
@@ -524,7 +532,7 @@ void Cell::Finish() {
     } else if (cpu_exceeded_) {
       r.state = CellState::kKilled;
       r.reason = "cpu_limit";
-    } else if (r.signal || !leader_reaped_) {
+    } else if (r.signal || !leader_reaped_ || leader_lost_) {
       r.state = CellState::kKilled;
       r.reason = (st.oom_kills > 0 && r.signal && *r.signal == SIGKILL) ? "memory_limit" : "signal";
     } else {

@@ -102,6 +102,7 @@ class Cell {
   UniqueFd pidfd_;
   EventLoop::Token pidfd_token_ = 0;
   bool leader_reaped_ = false;
+  bool leader_lost_ = false;  // reaped by someone else: status unknown
   ExitStatus leader_status_;
   struct rusage leader_usage_ {};
 
