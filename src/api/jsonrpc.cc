@@ -46,6 +46,12 @@ std::string StripExceptionTag(const char* what) {
   return std::string(s);
 }
 
+// 0 rather than 0.0 in messages about bounds.
+std::string FormatNumber(double d) {
+  if (d == std::trunc(d) && std::fabs(d) < 1e15) return std::to_string(static_cast<int64_t>(d));
+  return json(d).dump();
+}
+
 bool ValidId(const json& id) { return id.is_string() || id.is_number() || id.is_null(); }
 
 ParseOutcome Fail(const json& id, RpcError error) {
@@ -241,8 +247,9 @@ std::optional<bool> ParamReader::Bool(std::string_view key, bool required) {
   return v->get<bool>();
 }
 
-std::optional<double> ParamReader::Number(std::string_view key, NumberRule rule) {
-  const json* v = Get(key, rule.required);
+std::optional<double> ParamReader::Number(std::string_view key, std::optional<double> min,
+                                          std::optional<double> max, bool required) {
+  const json* v = Get(key, required);
   if (v == nullptr) return std::nullopt;
   if (!v->is_number()) {
     Fail(Field(key) + " must be a number, not " + v->type_name());
@@ -253,19 +260,20 @@ std::optional<double> ParamReader::Number(std::string_view key, NumberRule rule)
     Fail(Field(key) + " must be a finite number");
     return std::nullopt;
   }
-  if (rule.min && d < *rule.min) {
-    Fail(Field(key) + " must be >= " + json(*rule.min).dump());
+  if (min && d < *min) {
+    Fail(Field(key) + " must be >= " + FormatNumber(*min));
     return std::nullopt;
   }
-  if (rule.max && d > *rule.max) {
-    Fail(Field(key) + " must be <= " + json(*rule.max).dump());
+  if (max && d > *max) {
+    Fail(Field(key) + " must be <= " + FormatNumber(*max));
     return std::nullopt;
   }
   return d;
 }
 
-std::optional<int64_t> ParamReader::Integer(std::string_view key, IntRule rule) {
-  const json* v = Get(key, rule.required);
+std::optional<int64_t> ParamReader::Integer(std::string_view key, std::optional<int64_t> min,
+                                            std::optional<int64_t> max, bool required) {
+  const json* v = Get(key, required);
   if (v == nullptr) return std::nullopt;
   int64_t n = 0;
   if (v->is_number_unsigned()) {
@@ -290,12 +298,12 @@ std::optional<int64_t> ParamReader::Integer(std::string_view key, IntRule rule) 
     Fail(Field(key) + " must be an integer, not " + v->type_name());
     return std::nullopt;
   }
-  if (rule.min && n < *rule.min) {
-    Fail(Field(key) + " must be >= " + std::to_string(*rule.min));
+  if (min && n < *min) {
+    Fail(Field(key) + " must be >= " + std::to_string(*min));
     return std::nullopt;
   }
-  if (rule.max && n > *rule.max) {
-    Fail(Field(key) + " must be <= " + std::to_string(*rule.max));
+  if (max && n > *max) {
+    Fail(Field(key) + " must be <= " + std::to_string(*max));
     return std::nullopt;
   }
   return n;

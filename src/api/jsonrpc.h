@@ -92,41 +92,27 @@ std::string Serialize(const json& message);
 //
 //   ParamReader p(req.params);
 //   auto argv = p.StringArray("argv");
-//   auto timeout = p.Number("timeout_s", {.min = 0});
+//   auto timeout = p.Number("timeout_s", /*min=*/0);
 //   ParamReader limits = p.Object("limits");
-//   auto pids = limits.Integer("pids", {.min = 1});
+//   auto pids = limits.Integer("pids", /*min=*/1);
 //   p.RejectUnknown({"argv", "shell", "timeout_s", "limits"});
 //   if (!p.ok()) return server.ReplyError(to, p.error());
 //
 // Absent fields and explicit nulls both read as nullopt (no error) unless marked required.
 // Strings are checked to hold no NUL byte: argv, env and paths cannot carry one through exec.
-// Bounds for ParamReader::Number / Integer (namespace scope: GCC rejects a nested struct with
-// default member initializers as a default argument inside its own class).
-struct NumberRule {
-  std::optional<double> min;
-  std::optional<double> max;
-  bool required = false;
-};
-struct IntRule {
-  std::optional<int64_t> min;
-  std::optional<int64_t> max;
-  bool required = false;
-};
-
 class ParamReader {
  public:
-  using NumberRule = jsonrpc::NumberRule;
-  using IntRule = jsonrpc::IntRule;
-
   // params must be an object or null (absent); an array is a -32602 error.
   explicit ParamReader(const json& params, std::string prefix = "params");
 
   std::optional<std::string> String(std::string_view key, bool required = false);
   std::optional<bool> Bool(std::string_view key, bool required = false);
   // Any finite JSON number.
-  std::optional<double> Number(std::string_view key, NumberRule rule = {});
+  std::optional<double> Number(std::string_view key, std::optional<double> min = std::nullopt,
+                               std::optional<double> max = std::nullopt, bool required = false);
   // A JSON integer, or a float with an integral value (1e6), within int64 and the rule.
-  std::optional<int64_t> Integer(std::string_view key, IntRule rule = {});
+  std::optional<int64_t> Integer(std::string_view key, std::optional<int64_t> min = std::nullopt,
+                                 std::optional<int64_t> max = std::nullopt, bool required = false);
   std::optional<std::vector<std::string>> StringArray(std::string_view key, bool required = false);
   // An object whose values are all strings (env).
   std::optional<std::map<std::string, std::string>> StringMap(std::string_view key,
