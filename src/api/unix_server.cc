@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <algorithm>
 #include <cstring>
 #include <unordered_set>
 
@@ -20,7 +21,6 @@ namespace corral {
 // ---- LineFramer ----
 
 void LineFramer::Compact() {
-  if (start_ == 0) return;
   size_t shift = 0;
   if (start_ == buf_.size()) {
     shift = start_;
@@ -42,6 +42,15 @@ void LineFramer::Compact() {
   for (size_t& p : too_long_at_) p -= shift;
 }
 
+void LineFramer::Grow(size_t more) {
+  size_t need = buf_.size() + more;
+  if (need <= buf_.capacity()) return;
+  // Doubling, but never past what the limit allows to be held: otherwise a 4 MiB line could
+  // leave an 8 MiB allocation behind.
+  size_t cap = std::max(need, std::min(buf_.capacity() * 2, tail_start_ + max_line_));
+  buf_.reserve(cap);
+}
+
 void LineFramer::Append(std::string_view bytes) {
   Compact();
   while (!bytes.empty()) {
@@ -58,6 +67,7 @@ void LineFramer::Append(std::string_view bytes) {
       // Drop what is held of this line and note where its one error event goes.
       buf_.resize(tail_start_);
       too_long_at_.push_back(tail_start_);
+      Compact();
       if (nl == std::string_view::npos) {
         discarding_ = true;
         return;
@@ -66,9 +76,11 @@ void LineFramer::Append(std::string_view bytes) {
       continue;
     }
     if (nl == std::string_view::npos) {
+      Grow(bytes.size());
       buf_.append(bytes);
       return;
     }
+    Grow(nl + 1);
     buf_.append(bytes.substr(0, nl + 1));
     tail_start_ = buf_.size();
     bytes.remove_prefix(nl + 1);

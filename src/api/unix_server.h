@@ -82,6 +82,7 @@ class LineFramer {
 
  private:
   void Compact();
+  void Grow(size_t more);
 
   size_t max_line_;
   std::string buf_;
