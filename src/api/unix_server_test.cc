@@ -547,7 +547,7 @@ TEST_F(UnixServerTest, ClientThatNeverReadsIsBoundedThenClosedWhileOthersAreServ
     ASSERT_TRUE(st.has_value());
     max_out = std::max(max_out, st->output_queued);
     max_in = std::max(max_in, st->input_buffered);
-    if ((good_id % 10) == 0 || true) {
+    {
       int64_t t0 = MonotonicNs();
       ExpectEchoWorks(good, ++good_id);
       worst_latency = std::max(worst_latency, MonotonicNs() - t0);
@@ -557,7 +557,7 @@ TEST_F(UnixServerTest, ClientThatNeverReadsIsBoundedThenClosedWhileOthersAreServ
   EXPECT_GT(requests_sent * answer, 8u * opts.output_high_water);
   EXPECT_LE(max_out, opts.output_high_water + 2 * answer);
   EXPECT_LE(max_in, 64u * 1024 + 4096);
-  EXPECT_LT(worst_latency, 200 * kNsPerMs) << "the other client was slowed";
+  EXPECT_LT(worst_latency, 500 * kNsPerMs) << "the other client was slowed";
   EXPECT_FALSE(server_->Stats(hog_id)->reading);
   // Stuck past the timeout: closed, and the owner is told.
   ASSERT_TRUE(PumpUntil([&] { return closed_.count(hog_id) != 0; }, 5 * kNsPerSec));
