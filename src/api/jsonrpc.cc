@@ -54,9 +54,7 @@ std::string FormatNumber(double d) {
 
 bool ValidId(const json& id) { return id.is_string() || id.is_number() || id.is_null(); }
 
-ParseOutcome Fail(const json& id, RpcError error) {
-  return ParseOutcome{MakeError(id, error)};
-}
+ParseOutcome Fail(const json& id, RpcError error) { return ParseOutcome{MakeError(id, error)}; }
 
 }  // namespace
 

@@ -21,13 +21,12 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace corral::jsonrpc {
 
@@ -116,7 +115,7 @@ class ParamReader {
   std::optional<std::vector<std::string>> StringArray(std::string_view key, bool required = false);
   // An object whose values are all strings (env).
   std::optional<std::map<std::string, std::string>> StringMap(std::string_view key,
-                                                               bool required = false);
+                                                              bool required = false);
   // A nested object read with prefix "params.key"; it shares this reader's error slot. Absent:
   // a reader over an empty object (has_value() false).
   ParamReader Object(std::string_view key, bool required = false);

@@ -48,8 +48,8 @@ TEST(JsonRpcParseTest, AbsentParamsAreNull) {
 }
 
 TEST(JsonRpcParseTest, GarbageIsParseError) {
-  for (const char* line : {"garbage", "{", R"({"jsonrpc":"2.0","id":1,"method":"ru)", "", "\x01\x02",
-                           "{}}", "[1,]", "nul"}) {
+  for (const char* line : {"garbage", "{", R"({"jsonrpc":"2.0","id":1,"method":"ru)", "",
+                           "\x01\x02", "{}}", "[1,]", "nul"}) {
     json e = ErrorOf(ParseRequest(line));
     EXPECT_EQ(e["code"], kParseError) << line;
     EXPECT_NE(e["message"].get<std::string>().find("parse error"), std::string::npos);
@@ -113,8 +113,8 @@ TEST(JsonRpcParseTest, MethodMustBeAString) {
 
 TEST(JsonRpcParseTest, ParamsMustBeStructured) {
   for (const char* p : {"1", "\"x\"", "true", "null"}) {
-    auto out = ParseRequest(std::string(R"({"jsonrpc":"2.0","id":1,"method":"m","params":)") + p +
-                            "}");
+    auto out =
+        ParseRequest(std::string(R"({"jsonrpc":"2.0","id":1,"method":"m","params":)") + p + "}");
     EXPECT_EQ(ErrorOf(out, 1)["code"], kInvalidRequest) << p;
   }
 }
@@ -156,9 +156,9 @@ TEST(JsonRpcSerializeTest, ErrorsCarryCodeMessageAndOptionalData) {
     int code;
   };
   Case cases[] = {
-      {RpcError::ParseError("x"), -32700},     {RpcError::InvalidRequest("x"), -32600},
+      {RpcError::ParseError("x"), -32700},        {RpcError::InvalidRequest("x"), -32600},
       {RpcError::MethodNotFound("nope"), -32601}, {RpcError::InvalidParams("x"), -32602},
-      {RpcError::Internal("x"), -32603},       {RpcError::Overloaded("queue full"), -32001},
+      {RpcError::Internal("x"), -32603},          {RpcError::Overloaded("queue full"), -32001},
       {RpcError::NotAllowed("user"), -32003},
   };
   for (const Case& c : cases) {
@@ -246,9 +246,9 @@ TEST(ParamReaderTest, WrongTypesNameTheField) {
 }
 
 TEST(ParamReaderTest, RangesAndRequiredFields) {
-  EXPECT_EQ(FirstError(R"({"timeout_s":-1})",
-                       [](ParamReader& p) { p.Number("timeout_s", /*min=*/0); }),
-            "params.timeout_s must be >= 0");
+  EXPECT_EQ(
+      FirstError(R"({"timeout_s":-1})", [](ParamReader& p) { p.Number("timeout_s", /*min=*/0); }),
+      "params.timeout_s must be >= 0");
   EXPECT_EQ(FirstError(R"({"pids":0})", [](ParamReader& p) { p.Integer("pids", /*min=*/1); }),
             "params.pids must be >= 1");
   EXPECT_EQ(FirstError(R"({"n":18446744073709551615})", [](ParamReader& p) { p.Integer("n"); }),

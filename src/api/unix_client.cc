@@ -103,9 +103,9 @@ Result<std::string> UnixClient::ReadLine(int64_t timeout_ns) {
     }
     scanned = in_.size();
     if (in_.size() > max_line_) {
-      return Error::Msg("answer from " + path_ + " is longer than " + std::to_string(max_line_) +
-                            " bytes",
-                        EMSGSIZE);
+      return Error::Msg(
+          "answer from " + path_ + " is longer than " + std::to_string(max_line_) + " bytes",
+          EMSGSIZE);
     }
     char buf[64 * 1024];
     ssize_t n = ::recv(fd_.get(), buf, sizeof(buf), 0);
@@ -147,8 +147,9 @@ Result<UnixClient::Response> UnixClient::Call(std::string_view method, jsonrpc::
     }
     auto err = msg.find("error");
     if (err == msg.end() || !err->is_object()) {
-      return Error::Msg("the corral daemon at " + path_ + " sent an answer with neither result "
-                        "nor error",
+      return Error::Msg("the corral daemon at " + path_ +
+                            " sent an answer with neither result "
+                            "nor error",
                         EPROTO);
     }
     jsonrpc::RpcError e;
@@ -162,8 +163,8 @@ Result<UnixClient::Response> UnixClient::Call(std::string_view method, jsonrpc::
 
 Result<UnixClient::Response> CallDaemon(const std::string& path, std::string_view method,
                                         jsonrpc::json params, int64_t timeout_ns) {
-  ASSIGN_OR_RETURN(UnixClient c, UnixClient::Connect(path, timeout_ns < 0 ? 5 * kNsPerSec
-                                                                          : timeout_ns));
+  ASSIGN_OR_RETURN(UnixClient c,
+                   UnixClient::Connect(path, timeout_ns < 0 ? 5 * kNsPerSec : timeout_ns));
   return c.Call(method, std::move(params), timeout_ns);
 }
 

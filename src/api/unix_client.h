@@ -24,7 +24,7 @@ class UnixClient {
  public:
   struct Response {
     jsonrpc::json id;
-    std::optional<jsonrpc::json> result;   // set on success
+    std::optional<jsonrpc::json> result;     // set on success
     std::optional<jsonrpc::RpcError> error;  // set when the daemon answered with an error
     bool ok() const { return result.has_value(); }
   };

@@ -8,9 +8,9 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
-#include <algorithm>
 #include <cstring>
 #include <unordered_set>
 
@@ -181,8 +181,7 @@ Result<bool> SomeoneListens(const std::string& path) {
 
 Result<gid_t> ResolveGroup(const std::string& name_or_gid) {
   if (name_or_gid.empty()) return Error::Msg("empty group name", EINVAL);
-  if (name_or_gid.find_first_not_of("0123456789") == std::string::npos &&
-      name_or_gid.size() < 10) {
+  if (name_or_gid.find_first_not_of("0123456789") == std::string::npos && name_or_gid.size() < 10) {
     return static_cast<gid_t>(std::stoul(name_or_gid));
   }
   long size = ::sysconf(_SC_GETGR_R_SIZE_MAX);
@@ -190,8 +189,7 @@ Result<gid_t> ResolveGroup(const std::string& name_or_gid) {
   group grp;
   group* found = nullptr;
   int rc;
-  while ((rc = ::getgrnam_r(name_or_gid.c_str(), &grp, buf.data(), buf.size(), &found)) ==
-         ERANGE) {
+  while ((rc = ::getgrnam_r(name_or_gid.c_str(), &grp, buf.data(), buf.size(), &found)) == ERANGE) {
     buf.resize(buf.size() * 2);
   }
   if (rc != 0) return Error::FromErrno(rc, "getgrnam_r", name_or_gid);
@@ -212,9 +210,9 @@ Result<ListenedSocket> ListenUnixSocket(const std::string& path, std::optional<g
   ASSIGN_OR_RETURN(out.lock_fd, OpenFile(lock_path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600));
   if (::flock(out.lock_fd.get(), LOCK_EX | LOCK_NB) != 0) {
     if (errno == EWOULDBLOCK) {
-      return Error::Msg("another corral daemon is running on `" + path + "` (it holds `" +
-                            lock_path + "`)",
-                        EADDRINUSE);
+      return Error::Msg(
+          "another corral daemon is running on `" + path + "` (it holds `" + lock_path + "`)",
+          EADDRINUSE);
     }
     return Error::FromErrno("flock", lock_path);
   }
@@ -229,8 +227,7 @@ Result<ListenedSocket> ListenUnixSocket(const std::string& path, std::optional<g
     }
     ASSIGN_OR_RETURN(bool live, SomeoneListens(path));
     if (live) {
-      return Error::Msg("another corral daemon is already listening on `" + path + "`",
-                        EADDRINUSE);
+      return Error::Msg("another corral daemon is already listening on `" + path + "`", EADDRINUSE);
     }
     if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
       return Error::FromErrno("unlink (stale socket)", path);

@@ -86,10 +86,10 @@ class LineFramer {
 
   size_t max_line_;
   std::string buf_;
-  size_t start_ = 0;           // first byte not yet returned
-  size_t tail_start_ = 0;      // first byte of the unfinished line (after the last '\n')
+  size_t start_ = 0;                // first byte not yet returned
+  size_t tail_start_ = 0;           // first byte of the unfinished line (after the last '\n')
   std::deque<size_t> too_long_at_;  // positions in buf_ where a dropped line's event sits
-  bool discarding_ = false;    // dropping bytes up to the next '\n'
+  bool discarding_ = false;         // dropping bytes up to the next '\n'
 };
 
 struct PeerCred {
@@ -115,11 +115,11 @@ struct Call {
 };
 
 enum class CloseReason {
-  kPeerGone,    // hang-up, reset or a failed write
-  kDone,        // the client half-closed and every request was answered
-  kStuck,       // never read its answers (over the high water past stuck_timeout)
+  kPeerGone,  // hang-up, reset or a failed write
+  kDone,      // the client half-closed and every request was answered
+  kStuck,     // never read its answers (over the high water past stuck_timeout)
   kClosedByOwner,
-  kShutdown,    // Shutdown()
+  kShutdown,  // Shutdown()
 };
 const char* CloseReasonName(CloseReason r);
 
@@ -143,10 +143,10 @@ class UnixServer {
     std::optional<gid_t> group;  // --socket-group; nullopt: the daemon's group
     mode_t mode = 0660;
     size_t max_line_bytes = kMaxLineBytes;
-    size_t read_chunk_bytes = 64 * 1024;    // per connection per loop turn
-    size_t lines_per_turn = 32;             // requests dispatched per connection per loop turn
-    size_t output_high_water = 1024 * 1024;  // stop reading a client with more unsent than this
-    size_t max_pending_per_connection = 1024;  // ... or with this many requests unanswered
+    size_t read_chunk_bytes = 64 * 1024;        // per connection per loop turn
+    size_t lines_per_turn = 32;                 // requests dispatched per connection per loop turn
+    size_t output_high_water = 1024 * 1024;     // stop reading a client with more unsent than this
+    size_t max_pending_per_connection = 1024;   // ... or with this many requests unanswered
     int64_t stuck_timeout_ns = 30'000'000'000;  // close a client that reads nothing for this long
     size_t max_connections = 4096;
   };

@@ -6,6 +6,7 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -16,8 +17,6 @@
 #include <map>
 #include <random>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "api/socket_path.h"
 #include "api/unix_client.h"
@@ -296,7 +295,8 @@ TEST_F(UnixServerTest, StaleSocketIsReplaced) {
   auto s = UnixServer::Start(loop_.get(), WithPath(path));
   ASSERT_TRUE(s.ok()) << s.error().message();
   server_ = std::move(s).value();
-  server_->Handle("echo", [this](Call call) { server_->Reply(call.reply_to, call.request.params); });
+  server_->Handle("echo",
+                  [this](Call call) { server_->Reply(call.reply_to, call.request.params); });
   RawClient c(path);
   ASSERT_TRUE(c.connected());
   ExpectEchoWorks(c, 9);
@@ -382,7 +382,7 @@ TEST_F(UnixServerTest, NotificationsGetNoReply) {
   std::string n1 = jsonrpc::Serialize(jsonrpc::MakeRequest(std::nullopt, "echo", json{{"a", 1}}));
   std::string n2 = jsonrpc::Serialize(jsonrpc::MakeRequest(std::nullopt, "nope"));
   c.Write(n1 + n2 + "\n\r\n  \n");  // blank lines are ignored too
-  ExpectEchoWorks(c, 42);  // the first answer is the echo's: nothing came before it
+  ExpectEchoWorks(c, 42);           // the first answer is the echo's: nothing came before it
   EXPECT_EQ(calls_by_conn_.size(), 1u);
   EXPECT_EQ(calls_by_conn_.begin()->second, 3);  // id-null echo, notification echo, echo 42
 }
@@ -447,8 +447,8 @@ TEST_F(UnixServerTest, LineExactlyAtTheLimitIsAccepted) {
   RawClient c(server_->path());
   std::string prefix = R"({"jsonrpc":"2.0","id":1,"method":"echo","params":{"s":")";
   std::string suffix = R"("}})";
-  std::string line = prefix + std::string(kMaxLineBytes - prefix.size() - suffix.size(), 'y') +
-                     suffix;
+  std::string line =
+      prefix + std::string(kMaxLineBytes - prefix.size() - suffix.size(), 'y') + suffix;
   ASSERT_EQ(line.size(), kMaxLineBytes);
   line += "\n";
   size_t off = 0;
@@ -749,12 +749,12 @@ TEST(LineFramerTest, RandomFragmentsFrameExactlyLikeTheReference) {
         auto item = f.Next();
         if (item.kind == LineFramer::Kind::kNone) break;
         got.push_back(item.kind == LineFramer::Kind::kTooLong ? "<too long>"
-                                                               : std::string(item.line));
+                                                              : std::string(item.line));
       }
     }
     for (auto item = f.Next(); item.kind != LineFramer::Kind::kNone; item = f.Next()) {
       got.push_back(item.kind == LineFramer::Kind::kTooLong ? "<too long>"
-                                                             : std::string(item.line));
+                                                            : std::string(item.line));
     }
     std::vector<std::string> want = Reference(stream, max);
     for (size_t i = 0; i < std::min(got.size(), want.size()); ++i) {
@@ -825,9 +825,9 @@ TEST(UnixClientTest, NoDaemonIsAClearError) {
   auto c = UnixClient::Connect(dir.path() + "/none.sock", kNsPerSec);
   ASSERT_FALSE(c.ok());
   EXPECT_EQ(c.error().code(), ENOENT);
-  EXPECT_NE(c.error().message().find("cannot connect to corral daemon at " + dir.path() +
-                                     "/none.sock: "),
-            std::string::npos)
+  EXPECT_NE(
+      c.error().message().find("cannot connect to corral daemon at " + dir.path() + "/none.sock: "),
+      std::string::npos)
       << c.error().message();
   EXPECT_NE(c.error().message().find("is `corral daemon` running?"), std::string::npos);
 }
