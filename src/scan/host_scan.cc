@@ -58,6 +58,38 @@ ssize_t ReadAt(int dirfd, const char* path, char* buf, size_t cap) {
   return total;
 }
 
+// Closes the pass's stat fds in batches with one close_range(2) (Linux 5.9) instead of one
+// close(2) each: a quarter of the pass's system calls. Only a run of consecutive fd numbers that
+// this batch opened itself is closed by range — another thread (the exporter's event loop, the
+// NVML helper) may open fds at any time, and a number held by us cannot be theirs — anything
+// else is closed one by one.
+class FdBatch {
+ public:
+  FdBatch() { fds_.reserve(kMax); }
+  ~FdBatch() { Flush(); }
+  void Add(int fd) {
+    fds_.push_back(fd);
+    if (fds_.size() >= kMax) Flush();
+  }
+  void Flush() {
+    std::sort(fds_.begin(), fds_.end());
+    for (size_t i = 0; i < fds_.size();) {
+      size_t j = i + 1;
+      while (j < fds_.size() && fds_[j] == fds_[j - 1] + 1) ++j;  // a run of our own fds
+      if (j - i == 1 || ::syscall(SYS_close_range, fds_[i], fds_[j - 1], 0) != 0) {
+        for (size_t k = i; k < j; ++k) ::close(fds_[k]);
+      }
+      i = j;
+    }
+    fds_.clear();
+  }
+
+ private:
+  // Stays far below the usual soft RLIMIT_NOFILE of 1024 (the exporter needs fds too).
+  static constexpr size_t kMax = 128;
+  std::vector<int> fds_;
+};
+
 std::string ReadAtString(int dirfd, const std::string& path, size_t cap) {
   std::string buf(cap, '\0');
   ssize_t n = ReadAt(dirfd, path.c_str(), buf.data(), cap);
@@ -280,26 +312,39 @@ Result<ScanReport> HostScanner::Scan() {
   std::vector<Proc> procs;
   procs.reserve(1024);
   std::string rel;
-  ForEachPid(procfd.get(), [&](int pid) {
+  std::vector<int> pids;
+  pids.reserve(1024);
+  ForEachPid(procfd.get(), [&](int pid) { pids.push_back(pid); });
+  FdBatch batch;
+  for (int pid : pids) {
     rel = std::to_string(pid);
     size_t base = rel.size();
     rel += "/stat";
-    ProcStat st;
-    if (!ReadStat(procfd.get(), rel, &st)) return;  // exited since the listing: not an error
-    Proc p{pid, st.ppid, st.state, (st.flags & kPfKthread) != 0, st.starttime_ticks,
-           st.num_threads, 0, std::move(st.comm)};
+    char buf[1024];
+    int fd = ::openat(procfd.get(), rel.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) continue;  // exited since the listing: not an error
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    batch.Add(fd);
+    if (n <= 0) continue;
+    auto st = ParseProcStat(std::string_view(buf, static_cast<size_t>(n)));
+    if (!st.ok()) continue;
+    Proc p{pid, st->ppid, st->state, (st->flags & kPfKthread) != 0, st->starttime_ticks,
+           st->num_threads, 0, std::move(st->comm)};
     if (!p.kthread && p.state != 'Z') {
       rel.resize(base);
       rel += "/fd";
       if (fd_size_works) {
         struct stat sb {};
-        if (::fstatat(procfd.get(), rel.c_str(), &sb, 0) == 0) p.fds = static_cast<uint64_t>(sb.st_size);
+        if (::fstatat(procfd.get(), rel.c_str(), &sb, 0) == 0) {
+          p.fds = static_cast<uint64_t>(sb.st_size);
+        }
       } else {
         p.fds = CountEntries(procfd.get(), rel.c_str());
       }
     }
     procs.push_back(std::move(p));
-  });
+  }
+  batch.Flush();
   r.processes = procs.size();
 
   std::unordered_map<int, size_t> index;
