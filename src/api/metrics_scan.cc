@@ -5,6 +5,20 @@
 
 namespace corral::api {
 
+namespace {
+
+// Process names are arbitrary bytes; Prometheus label values must be UTF-8. Keep printable ASCII
+// and replace the rest, so a hostile comm cannot make the exposition unparseable.
+std::string Label(const std::string& s) {
+  std::string out = s;
+  for (char& c : out) {
+    if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) c = '?';
+  }
+  return out;
+}
+
+}  // namespace
+
 HostMetrics::HostMetrics(metrics::Registry* r, size_t top) : top_(std::min<size_t>(top, 100)) {
   const size_t n = top_;
   zombies_ = &r->AddGauge("corral_host_zombies", "Zombie processes on the host.");
@@ -67,7 +81,7 @@ void HostMetrics::Export(const scan::ScanReport& rep) {
   zombies_by_parent_->Clear();
   for (size_t i = 0; i < rep.zombies_by_parent.size() && i < top_; ++i) {
     const auto& z = rep.zombies_by_parent[i];
-    if (auto* g = zombies_by_parent_->With({std::to_string(z.pid), z.comm})) g->Set(z.zombies);
+    if (auto* g = zombies_by_parent_->With({std::to_string(z.pid), Label(z.comm)})) g->Set(z.zombies);
   }
   zombie_chains_->Set(static_cast<double>(rep.zombie_chains.size()));
   dstate_->Set(static_cast<double>(rep.dstate_total));
@@ -75,7 +89,7 @@ void HostMetrics::Export(const scan::ScanReport& rep) {
   dstate_seconds_->Clear();
   for (size_t i = 0; i < rep.dstate.size() && i < top_; ++i) {
     const auto& d = rep.dstate[i];
-    if (auto* g = dstate_seconds_->With({std::to_string(d.tid), d.comm, d.wchan})) {
+    if (auto* g = dstate_seconds_->With({std::to_string(d.tid), Label(d.comm), Label(d.wchan)})) {
       g->Set(d.since_s);
     }
   }
@@ -85,7 +99,7 @@ void HostMetrics::Export(const scan::ScanReport& rep) {
   process_fd_limit_->Clear();
   for (size_t i = 0; i < rep.fd_pressure.size() && i < top_; ++i) {
     const auto& f = rep.fd_pressure[i];
-    std::vector<std::string> labels{std::to_string(f.pid), f.comm};
+    std::vector<std::string> labels{std::to_string(f.pid), Label(f.comm)};
     if (auto* g = process_fds_->With(labels)) g->Set(static_cast<double>(f.open_fds));
     if (auto* g = process_fd_limit_->With(labels)) g->Set(static_cast<double>(f.soft_limit));
   }
@@ -97,7 +111,7 @@ void HostMetrics::Export(const scan::ScanReport& rep) {
   cgroup_pids_max_->Clear();
   for (size_t i = 0; i < rep.pids.cgroups.size() && i < top_; ++i) {
     const auto& c = rep.pids.cgroups[i];
-    std::vector<std::string> labels{c.path, c.hierarchy};
+    std::vector<std::string> labels{Label(c.path), c.hierarchy};
     if (auto* g = cgroup_pids_current_->With(labels)) g->Set(static_cast<double>(c.current));
     if (auto* g = cgroup_pids_max_->With(labels)) g->Set(static_cast<double>(c.max));
   }
@@ -107,7 +121,7 @@ void HostMetrics::Export(const scan::ScanReport& rep) {
   gpu_total_->Clear();
   gpu_device_orphaned_->Clear();
   for (const auto& d : rep.gpu.devices) {
-    std::vector<std::string> labels{std::to_string(d.index), d.name};
+    std::vector<std::string> labels{std::to_string(d.index), Label(d.name)};
     if (auto* g = gpu_used_->With(labels)) g->Set(static_cast<double>(d.used_bytes));
     if (auto* g = gpu_total_->With(labels)) g->Set(static_cast<double>(d.total_bytes));
     if (auto* g = gpu_device_orphaned_->With(labels)) g->Set(static_cast<double>(d.orphaned_bytes));
