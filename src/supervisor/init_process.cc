@@ -65,7 +65,9 @@ int ChildMain(void* p) {
   _exit(a->err == ENOENT ? 127 : 126);
 }
 
-bool Contains(const std::vector<int>& v, int x) { return std::find(v.begin(), v.end(), x) != v.end(); }
+bool Contains(const std::vector<int>& v, int x) {
+  return std::find(v.begin(), v.end(), x) != v.end();
+}
 
 // Our current children: /proc/self/task/<tid>/children (CONFIG_PROC_CHILDREN, Linux 3.5), or, where
 // that file is missing, a scan of /proc/<pid>/stat for our pid as parent.
@@ -150,9 +152,8 @@ Result<std::unique_ptr<InitProcess>> InitProcess::Start(EventLoop& loop, const I
   }
 
   // 4. The signalfd joins the caller's loop (which `--serve` will share with its socket).
-  ASSIGN_OR_RETURN(init->sfd_token_, loop.Add(init->sfd_.fd(), EPOLLIN, [p = init.get()](uint32_t) {
-    p->OnSignals();
-  }));
+  ASSIGN_OR_RETURN(init->sfd_token_, loop.Add(init->sfd_.fd(), EPOLLIN,
+                                              [p = init.get()](uint32_t) { p->OnSignals(); }));
 
   // 5. Spawn, then reap once: zombies inherited through exec raise no SIGCHLD of their own.
   TRY(init->Spawn(old_mask));
@@ -167,8 +168,8 @@ Status InitProcess::Spawn(const sigset_t& child_mask) {
   size_t argc = 0;
   while (opts_.argv[argc] != nullptr) ++argc;
   size_t size = (64 * 1024 + (argc + 2) * sizeof(char*) + 4095) & ~static_cast<size_t>(4095);
-  void* stack = ::mmap(nullptr, size, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+  void* stack =
+      ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
   if (stack == MAP_FAILED) return Error::FromErrno("mmap", "child stack");
 
   ChildArgs args{opts_.argv, &child_mask, nullptr, 0};
@@ -176,8 +177,8 @@ Status InitProcess::Spawn(const sigset_t& child_mask) {
   // No fds are closed in the child: a container hands fds to its command on purpose (systemd
   // socket activation, LISTEN_FDS), and tini and dumb-init pass them through as well; corral
   // init's own fds are all O_CLOEXEC.
-  pid_t pid = ::clone(ChildMain, static_cast<char*>(stack) + size, CLONE_VM | CLONE_VFORK | SIGCHLD,
-                      &args);
+  pid_t pid =
+      ::clone(ChildMain, static_cast<char*>(stack) + size, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
   int clone_errno = errno;
   ::munmap(stack, size);
   if (pid < 0) return Error::FromErrno(clone_errno, "clone", opts_.argv[0]);
@@ -186,7 +187,8 @@ Status InitProcess::Spawn(const sigset_t& child_mask) {
     return Error::FromErrno(args.err, args.failed_call, opts_.argv[0]);
   }
   child_pid_ = pid;
-  if (opts_.verbose) std::fprintf(stderr, "corral init: spawned %s as pid %d\n", opts_.argv[0], pid);
+  if (opts_.verbose)
+    std::fprintf(stderr, "corral init: spawned %s as pid %d\n", opts_.argv[0], pid);
   return Ok();
 }
 
@@ -336,8 +338,8 @@ void InitProcess::SignalOrphans(int sig, bool only_new) {
     }
     ::kill(pid, sig);
     if (sig == SIGTERM) ::kill(pid, SIGCONT);
-    if (opts_.verbose) std::fprintf(stderr, "corral init: sent %s to orphan %d\n",
-                                    SignalName(sig).c_str(), pid);
+    if (opts_.verbose)
+      std::fprintf(stderr, "corral init: sent %s to orphan %d\n", SignalName(sig).c_str(), pid);
   }
 }
 

@@ -54,9 +54,9 @@ struct InitOptions {
     for (int& r : rewrite) r = -1;
   }
 
-  char** argv = nullptr;          // CMD [ARG...], NULL-terminated; searched in PATH
-  bool group = false;             // forward to the child's whole process group (-g)
-  bool verbose = false;           // log every reap and forward to stderr
+  char** argv = nullptr;  // CMD [ARG...], NULL-terminated; searched in PATH
+  bool group = false;     // forward to the child's whole process group (-g)
+  bool verbose = false;   // log every reap and forward to stderr
   OrphanPolicy orphans = OrphanPolicy::kTerm;
   int64_t grace_ns = 2000000000;  // TERM -> KILL, for OrphanPolicy::kTerm
   std::vector<int> exit_zero;     // child exit codes reported as 0 (tini's -e)
