@@ -49,6 +49,14 @@ def children_of(pid):
         return []
 
 
+def argv_of(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode() for a in f.read().split(b"\0")[:-1]]
+    except OSError:
+        return []
+
+
 def proc_state(pid):
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
@@ -370,12 +378,12 @@ def test_orphans_wait_lets_them_finish(mode, tmp_path, marker):
 def test_orphans_wait_ends_on_sigterm(mode, tmp_path, marker):
     f = tmp_path / "events"
     cmd = leave_orphan(f, f"{PAYLOAD} on-signal 15 0 60 {f}")
-    with start_init(mode, ["--orphans", "wait"], cmd, tmp_path, marker) as init:
+    with start_init(mode, ["-v", "--orphans", "wait"], cmd, tmp_path, marker) as init:
         # The child (sh) is gone once corral init's only child is the orphan.
         def only_orphan_left():
             kids = children_of(init.pid)
             return (count(f, "ready") == 1 and len(kids) == 1 and proc_state(kids[0]) != "Z"
-                    and b"on-signal" in open(f"/proc/{kids[0]}/cmdline", "rb").read())
+                    and argv_of(kids[0])[:2] == [PAYLOAD, "on-signal"])
         wait_until(only_orphan_left, what="child gone, orphan waited for")
         init.signal(signal.SIGTERM)
         assert init.wait() == 4
@@ -482,7 +490,7 @@ def test_dumb_init_child_takes_the_terminal_and_no_hangup(tmp_path, marker):
 def test_dumb_init_job_control_stops_child_and_itself(tmp_path, marker):
     with start_init("subreaper", [], [PAYLOAD, "sleep", "30"], tmp_path, marker) as init:
         child = init.wait_spawned()
-        wait_until(lambda: b"sleep" in open(f"/proc/{child}/cmdline", "rb").read(), what="exec")
+        wait_until(lambda: argv_of(child)[:2] == [PAYLOAD, "sleep"], what="exec")
         init.signal(signal.SIGTSTP)
         # The child gets SIGSTOP (SIGTSTP would be dropped in its orphaned group) and
         # corral init stops itself, so a shell would see the job stop.
