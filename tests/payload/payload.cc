@@ -210,6 +210,39 @@ void RunMode(const std::vector<std::string>& a) {
       if (open("/dev/null", O_RDONLY) < 0) break;
     }
     SleepSeconds(60);
+  } else if (m == "on-signal") {
+    // on-signal SIG CODE S FILE [FORKS]: FORKS children (same process group) and this process
+    // each append "<pid> ready" to FILE once a handler for SIG (a number) is in place; on SIG they
+    // append "<pid> got <SIG>" and exit CODE; if S seconds pass first, "<pid> done" and exit 0.
+    static int sig_code = 0;
+    static int sig_fd = -1;
+    int sig = static_cast<int>(Num(a, 1));
+    sig_code = static_cast<int>(Num(a, 2));
+    double s = Num(a, 3);
+    int forks = a.size() > 5 ? static_cast<int>(Num(a, 5)) : 0;
+    for (int i = 0; i < forks; ++i) {
+      if (fork() == 0) break;
+    }
+    sig_fd = open(a.at(4).c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    struct sigaction sa {};
+    sa.sa_handler = [](int got) {
+      char line[64];
+      int n = std::snprintf(line, sizeof line, "%d got %d\n", static_cast<int>(getpid()), got);
+      if (write(sig_fd, line, static_cast<size_t>(n)) < 0) _exit(99);
+      _exit(sig_code);
+    };
+    sigfillset(&sa.sa_mask);  // nothing may end the handler before its line is written
+    sigaction(sig, &sa, nullptr);
+    dprintf(sig_fd, "%d ready\n", static_cast<int>(getpid()));
+    SleepSeconds(s);
+    dprintf(sig_fd, "%d done\n", static_cast<int>(getpid()));
+    _exit(0);
+  } else if (m == "print-session") {
+    // print-session: "pid=P pgid=G sid=S ctty=yes|no" (ctty: /dev/tty can be opened).
+    int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+    std::printf("pid=%d pgid=%d sid=%d ctty=%s\n", static_cast<int>(getpid()),
+                static_cast<int>(getpgrp()), static_cast<int>(getsid(0)), tty >= 0 ? "yes" : "no");
+    if (tty >= 0) close(tty);
   } else {
     std::fprintf(stderr, "payload: unknown mode '%s'\n", m.c_str());
     std::exit(2);
