@@ -9,13 +9,16 @@ packages=(
   libgtest-dev googletest nlohmann-json3-dev libsqlite3-dev
   python3 python3-pytest python3-psutil
   prometheus tini dumb-init bubblewrap hyperfine task-spooler
-  util-linux procps iproute2 nodejs npm
+  util-linux procps iproute2 strace
 )
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js (for the MCP client tests): the machine image may ship its own build, which Debian's
+# npm package conflicts with, so install Debian's only where there is none.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "corral setup: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
