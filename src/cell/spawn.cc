@@ -162,7 +162,7 @@ const char* SpawnMechanism() {
     case Mechanism::kClone: return "clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) + write cgroup.procs";
     case Mechanism::kUnknown: break;
   }
-  return "clone3 (not tried yet)";
+  return "clone3(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_INTO_CGROUP), clone(2) if refused";
 }
 
 Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
