@@ -222,6 +222,7 @@ void Cell::Launch() {
   }
   leader_pid_ = spawned->pid;
   pidfd_ = std::move(spawned->pidfd);
+  result_.spawn_s = static_cast<double>(MonotonicNs() - start_ns_) / 1e9;
   containment_->OnSpawned(leader_pid_);
 
   auto tok = loop_->Add(pidfd_.get(), EPOLLIN, [this](uint32_t) { OnLeaderReadable(); });

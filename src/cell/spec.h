@@ -74,6 +74,7 @@ struct CellResult {
   std::string reason;  // empty: plain exit
   std::vector<std::string> limits_hit;  // "memory", "pids", "cpu"
   std::string error;   // failed_to_start
+  double spawn_s = 0;  // time to create the cell and spawn its leader (metrics; not in JSON)
   // The exit code `corral run` returns for this result (coreutils `timeout` conventions).
   int ShellExitCode() const;
 };

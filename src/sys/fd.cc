@@ -79,6 +79,13 @@ Status WriteFileString(const std::string& path, std::string_view data) {
   return WriteFd(fd, data, path);
 }
 
+Status WriteFileStringCreate(const std::string& path, std::string_view data) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return Error::FromErrno("open", path);
+  UniqueFd guard(fd);
+  return WriteFd(fd, data, path);
+}
+
 Status SetNonBlocking(int fd, bool on) {
   int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return Error::FromErrno("fcntl(F_GETFL)");

@@ -54,6 +54,8 @@ Result<std::string> ReadSmallFile(const std::string& path, size_t limit = 64 * 1
 Result<std::string> ReadFd(int fd, size_t limit = 64 * 1024);  // pread from offset 0
 Status WriteFileString(const std::string& path, std::string_view data);
 Status WriteFd(int fd, std::string_view data, std::string_view what);
+// Creates or truncates path (mode 0600) and writes data.
+Status WriteFileStringCreate(const std::string& path, std::string_view data);
 
 Status SetNonBlocking(int fd, bool on);
 

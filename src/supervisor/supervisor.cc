@@ -1,0 +1,383 @@
+#include "supervisor/supervisor.h"
+
+#include <dirent.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <sstream>
+
+#include "sys/clock.h"
+#include "sys/proc.h"
+
+namespace corral {
+namespace {
+
+constexpr size_t kMaxFinished = 1000;  // results kept for wait/output after a cell ends
+constexpr double kPidHeadroom = 0.9;   // refuse new cells past 90 % of a pid limit
+constexpr double kFdHeadroom = 0.9;
+constexpr size_t kFdsPerCell = 8;      // pidfd, 2 pipes, cgroup fds, client socket
+
+std::optional<uint64_t> ReadU64(const std::string& path) {
+  auto r = ReadSmallFile(path, 64);
+  if (!r.ok()) return std::nullopt;
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(r->data(), r->data() + r->size(), v);
+  if (ec != std::errc()) return std::nullopt;
+  return v;
+}
+
+bool EnvironHas(pid_t pid, const std::string& prefix) {
+  auto env = ReadSmallFile("/proc/" + std::to_string(pid) + "/environ", 256 * 1024);
+  if (!env.ok()) return false;
+  const std::string& s = env.value();
+  size_t pos = 0;
+  while (pos < s.size()) {
+    size_t end = s.find('\0', pos);
+    if (end == std::string::npos) end = s.size();
+    if (s.compare(pos, prefix.size(), prefix) == 0) return true;
+    pos = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, SupervisorOptions options) {
+  std::unique_ptr<Supervisor> s(new Supervisor(loop, std::move(options)));
+  // Many cells at once need many fds: take all the kernel allows us.
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+  TRY(s->Recover());
+  HostOptions host;
+  host.containment = s->options_.containment;
+  host.reap_orphans = true;
+  ASSIGN_OR_RETURN(s->host_, CellHost::Create(loop, host));  // also sweeps dead owners' cgroups
+  return s;
+}
+
+Supervisor::~Supervisor() = default;
+
+// Tears down what a previous daemon left running (it died without cleaning up: SIGKILL, OOM).
+Status Supervisor::Recover() {
+  if (options_.state_dir.empty()) return Ok();
+  std::string dir = options_.state_dir + "/cells";
+  for (const std::string& d : {options_.state_dir, dir}) {
+    if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Error::FromErrno("mkdir", d).Wrap("state dir (--state-dir)");
+    }
+  }
+  DIR* dp = opendir(dir.c_str());
+  if (dp == nullptr) return Error::FromErrno("opendir", dir);
+  std::vector<std::string> stale;
+  std::vector<std::string> dead_prefixes;
+  while (dirent* e = readdir(dp)) {
+    if (e->d_name[0] == '.') continue;
+    std::string id = e->d_name;  // d-<daemon pid>-<n>
+    pid_t owner = static_cast<pid_t>(std::strtol(id.c_str() + 2, nullptr, 10));
+    if (owner > 0 && owner != getpid() && (kill(owner, 0) == 0 || errno == EPERM)) continue;
+    stale.push_back(id);
+    std::string prefix = "CORRAL_CELL=d-" + std::to_string(owner) + "-";
+    if (std::find(dead_prefixes.begin(), dead_prefixes.end(), prefix) == dead_prefixes.end()) {
+      dead_prefixes.push_back(prefix);
+    }
+  }
+  closedir(dp);
+  for (const std::string& id : stale) {
+    // "<pid> <starttime>": kill the leader only if it is still the same process.
+    auto text = ReadSmallFile(dir + "/" + id, 128);
+    if (text.ok()) {
+      std::istringstream in(text.value());
+      pid_t pid = 0;
+      uint64_t start = 0;
+      in >> pid >> start;
+      auto st = pid > 0 ? ReadProcStat(pid) : std::nullopt;
+      if (st && st->starttime == start && kill(pid, SIGKILL) == 0) ++recovered_killed_;
+    }
+    unlink((dir + "/" + id).c_str());
+  }
+  // The rest of those trees (pgroup backend: no cgroup holds them) carry the dead daemon's
+  // cell ids in their environment.
+  if (!dead_prefixes.empty() && options_.containment.mode == ContainmentMode::kPgroup) {
+    for (pid_t pid : ListPids()) {
+      auto st = ReadProcStat(pid);
+      if (!st || st->state == 'Z' || st->state == 'D') continue;
+      for (const std::string& prefix : dead_prefixes) {
+        if (EnvironHas(pid, prefix) && kill(pid, SIGKILL) == 0) ++recovered_killed_;
+      }
+    }
+  }
+  return Ok();
+}
+
+std::optional<Refusal> Supervisor::Admit() const {
+  if (shutting_down_) return Refusal{Refusal::kOverloaded, "the daemon is shutting down"};
+  // /proc/loadavg's "running/total" counts every task, which is what pid_max limits.
+  auto loadavg = ReadSmallFile("/proc/loadavg", 256);
+  auto pid_max = ReadU64("/proc/sys/kernel/pid_max");
+  if (loadavg.ok() && pid_max) {
+    size_t slash = loadavg->find('/');
+    uint64_t tasks = slash == std::string::npos ? 0 : std::strtoull(loadavg->c_str() + slash + 1, nullptr, 10);
+    if (tasks > *pid_max * kPidHeadroom) {
+      return Refusal{Refusal::kOverloaded,
+                     "host is near pid_max (" + std::to_string(tasks) + " of " +
+                         std::to_string(*pid_max) + " pids in use): refusing to start more"};
+    }
+  }
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+    size_t need = 64 + (running() + 1) * kFdsPerCell;
+    if (need > rl.rlim_cur * kFdHeadroom) {
+      return Refusal{Refusal::kOverloaded,
+                     "the daemon is near its fd limit (RLIMIT_NOFILE " +
+                         std::to_string(rl.rlim_cur) + "): refusing to start more cells"};
+    }
+  }
+  const std::string& pids_root = options_.containment.v1_pids_root;
+  if (!pids_root.empty()) {
+    auto max = ReadSmallFile(pids_root + "/pids.max", 64);
+    auto cur = ReadU64(pids_root + "/pids.current");
+    if (max.ok() && max->rfind("max", 0) != 0 && cur) {
+      uint64_t m = std::strtoull(max->c_str(), nullptr, 10);
+      if (*cur > m * kPidHeadroom) {
+        return Refusal{Refusal::kOverloaded, "corral's cell root is near its pids limit (" +
+                                                 std::to_string(*cur) + " of " +
+                                                 std::to_string(m) + ")"};
+      }
+    }
+  }
+  return std::nullopt;
+}
+
+std::variant<std::string, Refusal> Supervisor::Start(const Caller& caller, CellSpec spec,
+                                                     DoneCallback on_done) {
+  if (auto no = Admit()) return *no;
+  bool must_wait = running() >= options_.max_running;
+  if (must_wait && queue_.size() >= options_.max_queued) {
+    return Refusal{Refusal::kOverloaded, "overloaded: " + std::to_string(running()) +
+                                             " cells running and " + std::to_string(queue_.size()) +
+                                             " waiting (--max-queued); retry later"};
+  }
+  auto rec = std::make_unique<Record>();
+  rec->id = "d-" + std::to_string(getpid()) + "-" + std::to_string(++seq_);
+  rec->owner = caller.uid;
+  rec->argv = spec.argv;
+  rec->created_ns = MonotonicNs();
+  if (on_done) rec->waiters.emplace(++waiter_seq_, std::move(on_done));
+  spec.id = rec->id;
+  Record* r = rec.get();
+  records_.emplace(r->id, std::move(rec));
+  if (must_wait) {
+    r->queued_spec = std::move(spec);
+    queue_.push_back(r->id);
+  } else {
+    Launch(r, std::move(spec));
+  }
+  return r->id;
+}
+
+void Supervisor::Launch(Record* rec, CellSpec spec) {
+  std::string id = rec->id;
+  rec->cell = host_->Start(std::move(spec), [this, id](const CellResult& r) { OnDone(id, r); });
+  // The done callback may already have been queued (failed to start); it runs from the loop.
+  if (rec->cell != nullptr && rec->cell->leader_pid() > 0) WriteStateFile(*rec, rec->cell->leader_pid());
+}
+
+void Supervisor::OnDone(const std::string& id, const CellResult& result) {
+  RemoveStateFile(id);
+  auto it = records_.find(id);
+  if (it == records_.end()) return;
+  Record* rec = it->second.get();
+  rec->cell = nullptr;
+  rec->result = result;
+  ++by_state_[CellStateName(result.state)];
+  if (on_cell_done) on_cell_done(result);
+  std::map<uint64_t, DoneCallback> waiters = std::move(rec->waiters);
+  rec->waiters.clear();
+  finished_.push_back(id);
+  while (finished_.size() > kMaxFinished) {
+    records_.erase(finished_.front());
+    finished_.pop_front();
+  }
+  for (auto& [n, w] : waiters) w(result);
+  StartQueued();
+  if (shutting_down_ && running() == 0 && queue_.empty() && after_shutdown_) {
+    auto then = std::move(after_shutdown_);
+    after_shutdown_ = nullptr;
+    then();
+  }
+}
+
+void Supervisor::StartQueued() {
+  while (!queue_.empty() && running() < options_.max_running && !shutting_down_) {
+    std::string id = queue_.front();
+    queue_.pop_front();
+    auto it = records_.find(id);
+    if (it == records_.end() || !it->second->queued_spec) continue;
+    CellSpec spec = std::move(*it->second->queued_spec);
+    it->second->queued_spec.reset();
+    Launch(it->second.get(), std::move(spec));
+  }
+}
+
+Supervisor::Record* Supervisor::Lookup(const Caller& caller, const std::string& id, Refusal* why) {
+  auto it = records_.find(id);
+  // Another user's cell looks exactly like a missing one: ids are not secrets, but existence
+  // should not be probeable either.
+  if (it == records_.end() || (!caller.root() && it->second->owner != caller.uid)) {
+    *why = Refusal{Refusal::kNotFound, "no cell '" + id + "' (see `corral ps`)"};
+    return nullptr;
+  }
+  return it->second.get();
+}
+
+const Supervisor::Record* Supervisor::Lookup(const Caller& caller, const std::string& id,
+                                             Refusal* why) const {
+  return const_cast<Supervisor*>(this)->Lookup(caller, id, why);
+}
+
+std::optional<Refusal> Supervisor::Wait(const Caller& caller, const std::string& id,
+                                        DoneCallback on_done, uint64_t* waiter) {
+  Refusal why;
+  Record* rec = Lookup(caller, id, &why);
+  if (rec == nullptr) return why;
+  if (waiter != nullptr) *waiter = 0;
+  if (rec->result) {
+    on_done(*rec->result);
+  } else {
+    rec->waiters.emplace(++waiter_seq_, std::move(on_done));
+    if (waiter != nullptr) *waiter = waiter_seq_;
+  }
+  return std::nullopt;
+}
+
+void Supervisor::Unwait(const std::string& id, uint64_t waiter) {
+  auto it = records_.find(id);
+  if (it != records_.end()) it->second->waiters.erase(waiter);
+}
+
+std::optional<Refusal> Supervisor::Kill(const Caller& caller, const std::string& id,
+                                        const std::string& reason, int sig) {
+  Refusal why;
+  Record* rec = Lookup(caller, id, &why);
+  if (rec == nullptr) return why;
+  if (rec->queued_spec) {
+    // Never started: it ends here, as cancelled, without a process.
+    queue_.erase(std::remove(queue_.begin(), queue_.end(), id), queue_.end());
+    CellResult r;
+    r.id = id;
+    r.argv = rec->argv;
+    r.state = CellState::kCancelled;
+    r.reason = reason;
+    rec->queued_spec.reset();
+    OnDone(id, r);
+    return std::nullopt;
+  }
+  if (rec->cell != nullptr) {
+    if (sig > 0) {
+      rec->cell->ForwardSignal(sig);
+    } else {
+      rec->cell->Cancel(reason);
+    }
+  }
+  return std::nullopt;
+}
+
+std::variant<Supervisor::OutputChunk, Refusal> Supervisor::Output(const Caller& caller,
+                                                                  const std::string& id,
+                                                                  bool stderr_stream,
+                                                                  uint64_t offset,
+                                                                  uint64_t max_bytes) {
+  Refusal why;
+  Record* rec = Lookup(caller, id, &why);
+  if (rec == nullptr) return why;
+  OutputChunk out;
+  const std::string* data = nullptr;
+  std::string empty;
+  if (rec->result) {
+    data = stderr_stream ? &rec->result->stderr_data : &rec->result->stdout_data;
+    out.total_bytes = stderr_stream ? rec->result->stderr_bytes : rec->result->stdout_bytes;
+    out.truncated = stderr_stream ? rec->result->stderr_truncated : rec->result->stdout_truncated;
+    out.done = true;
+  } else if (rec->cell != nullptr) {
+    const OutputStream& s = stderr_stream ? rec->cell->err() : rec->cell->out();
+    data = &s.data;
+    out.total_bytes = s.total;
+    out.truncated = s.truncated;
+  } else {
+    data = &empty;
+  }
+  out.offset = std::min<uint64_t>(offset, data->size());
+  uint64_t n = std::min<uint64_t>(max_bytes, data->size() - out.offset);
+  out.data = data->substr(out.offset, n);
+  out.next_offset = out.offset + n;
+  return out;
+}
+
+std::vector<Supervisor::Listing> Supervisor::List(const Caller& caller) const {
+  std::vector<Listing> out;
+  for (const auto& [id, rec] : records_) {
+    if (!caller.root() && rec->owner != caller.uid) continue;
+    if (auto l = Find(caller, id)) out.push_back(std::move(*l));
+  }
+  return out;
+}
+
+std::optional<Supervisor::Listing> Supervisor::Find(const Caller& caller,
+                                                    const std::string& id) const {
+  Refusal why;
+  const Record* rec = Lookup(caller, id, &why);
+  if (rec == nullptr) return std::nullopt;
+  Listing l;
+  l.id = rec->id;
+  l.argv = rec->argv;
+  l.owner = rec->owner;
+  l.age_s = static_cast<double>(MonotonicNs() - rec->created_ns) / 1e9;
+  if (rec->result) {
+    l.state = CellStateName(rec->result->state);
+    l.result = rec->result;
+  } else if (rec->cell != nullptr) {
+    l.state = "running";
+    l.pid = rec->cell->leader_pid();
+  } else {
+    l.state = "queued";
+  }
+  return l;
+}
+
+void Supervisor::Shutdown(std::function<void()> then) {
+  shutting_down_ = true;
+  after_shutdown_ = std::move(then);
+  std::vector<std::string> ids;
+  for (const auto& [id, rec] : records_) {
+    if (rec->cell != nullptr || rec->queued_spec) ids.push_back(id);
+  }
+  Caller root;
+  for (const std::string& id : ids) Kill(root, id, "shutdown");
+  if (running() == 0 && after_shutdown_) {
+    auto cb = std::move(after_shutdown_);
+    after_shutdown_ = nullptr;
+    cb();
+  }
+}
+
+void Supervisor::WriteStateFile(const Record& rec, pid_t pid) {
+  if (options_.state_dir.empty()) return;
+  auto st = ReadProcStat(pid);
+  std::string text = std::to_string(pid) + " " + std::to_string(st ? st->starttime : 0) + "\n";
+  (void)WriteFileStringCreate(options_.state_dir + "/cells/" + rec.id, text);
+}
+
+void Supervisor::RemoveStateFile(const std::string& id) {
+  if (options_.state_dir.empty()) return;
+  unlink((options_.state_dir + "/cells/" + id).c_str());
+}
+
+}  // namespace corral

@@ -1,0 +1,143 @@
+// The daemon's core, free of any transport: it owns the CellHost (and so every cell on the host
+// that came through the daemon), a bounded wait queue in front of --max-running, admission
+// control, the records callers query (wait/output/list), and the crash-recovery files in the
+// state dir. The JSON-RPC methods (src/api/rpc_methods.cc) and `corral init --serve` call it.
+//
+// Ownership and hazards:
+// - Every cell is started and ended on the one EventLoop thread; callbacks run there.
+// - A record outlives its cell: results are kept for `wait`/`output` until retention evicts
+//   them (at most kMaxFinished, oldest first), so memory stays bounded however many calls come.
+// - Crash safety: each running cell has a file `cells/<id>` in the state dir holding the leader's
+//   pid and start time. The cgroup backends need nothing more (the sweeper finds the cgroups of
+//   a dead daemon by the owner pid in their names); for the pgroup backend the next daemon kills
+//   the leaders it finds recorded (checked by start time, never by bare pid) and every process
+//   whose environment carries a dead daemon's CORRAL_CELL id.
+#pragma once
+
+#include <sys/types.h>
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "cell/cell.h"
+#include "sys/event_loop.h"
+
+namespace corral {
+
+struct Caller {
+  uid_t uid = 0;
+  gid_t gid = 0;
+  pid_t pid = 0;
+  bool root() const { return uid == 0; }
+};
+
+struct SupervisorOptions {
+  ContainmentConfig containment;
+  size_t max_running = 64;
+  size_t max_queued = 1024;  // calls waiting, not counting those running
+  std::string state_dir;     // empty: no crash-recovery files
+};
+
+// Why a call was refused, in words for the caller, and which JSON-RPC code fits.
+struct Refusal {
+  enum Kind { kOverloaded, kNotAllowed, kNotFound, kBadInput } kind;
+  std::string message;
+};
+
+class Supervisor {
+ public:
+  using DoneCallback = std::function<void(const CellResult&)>;
+
+  static Result<std::unique_ptr<Supervisor>> Create(EventLoop* loop, SupervisorOptions options);
+  ~Supervisor();
+
+  // Opens a cell for `caller` (or queues it while max_running cells run). `on_done` runs once
+  // with the result. Returns the cell id, or why it was refused.
+  std::variant<std::string, Refusal> Start(const Caller& caller, CellSpec spec,
+                                           DoneCallback on_done = nullptr);
+  // Calls `on_done` when cell `id` is done (at once if it is). Refusal if unknown / not yours.
+  // *waiter (if given) names the registration for Unwait(), 0 when it already ran.
+  std::optional<Refusal> Wait(const Caller& caller, const std::string& id, DoneCallback on_done,
+                              uint64_t* waiter = nullptr);
+  // Drops a registration of Wait() that is no longer wanted (the caller's wait timed out).
+  void Unwait(const std::string& id, uint64_t waiter);
+  // Ends a cell (queued: dropped; running: TERM, grace, KILL). With sig > 0: forward sig only.
+  std::optional<Refusal> Kill(const Caller& caller, const std::string& id,
+                              const std::string& reason, int sig = 0);
+
+  struct OutputChunk {
+    std::string data;
+    uint64_t offset = 0, next_offset = 0, total_bytes = 0;
+    bool truncated = false, done = false;
+  };
+  std::variant<OutputChunk, Refusal> Output(const Caller& caller, const std::string& id,
+                                            bool stderr_stream, uint64_t offset,
+                                            uint64_t max_bytes);
+
+  struct Listing {
+    std::string id;
+    std::vector<std::string> argv;
+    std::string state;  // queued | running | exited | timed_out | ...
+    pid_t pid = 0;
+    uid_t owner = 0;
+    double age_s = 0;
+    std::optional<CellResult> result;
+  };
+  std::vector<Listing> List(const Caller& caller) const;
+  std::optional<Listing> Find(const Caller& caller, const std::string& id) const;
+
+  // Ends every cell (reason "shutdown") and calls `then` once all are done.
+  void Shutdown(std::function<void()> then);
+
+  // Counters for stats and metrics.
+  size_t running() const { return host_->running(); }
+  size_t queued() const { return queue_.size(); }
+  const std::map<std::string, uint64_t>& finished_by_state() const { return by_state_; }
+  CellHost* host() const { return host_.get(); }
+  int recovered_killed() const { return recovered_killed_; }
+  // Hook for metrics: every finished cell, with the time its spawn took.
+  std::function<void(const CellResult&)> on_cell_done;
+
+ private:
+  struct Record {
+    std::string id;
+    uid_t owner = 0;
+    std::vector<std::string> argv;
+    Cell* cell = nullptr;               // while running
+    std::optional<CellSpec> queued_spec;  // while queued
+    std::optional<CellResult> result;   // once done
+    std::map<uint64_t, DoneCallback> waiters;
+    int64_t created_ns = 0;
+  };
+
+  Supervisor(EventLoop* loop, SupervisorOptions options) : loop_(loop), options_(std::move(options)) {}
+  Status Recover();
+  std::optional<Refusal> Admit() const;
+  void Launch(Record* rec, CellSpec spec);
+  void OnDone(const std::string& id, const CellResult& result);
+  void StartQueued();
+  Record* Lookup(const Caller& caller, const std::string& id, Refusal* why);
+  const Record* Lookup(const Caller& caller, const std::string& id, Refusal* why) const;
+  void WriteStateFile(const Record& rec, pid_t pid);
+  void RemoveStateFile(const std::string& id);
+
+  EventLoop* loop_;
+  SupervisorOptions options_;
+  std::unique_ptr<CellHost> host_;
+  std::map<std::string, std::unique_ptr<Record>> records_;
+  std::deque<std::string> queue_;     // ids waiting for a slot, FIFO
+  std::deque<std::string> finished_;  // ids done, oldest first, for retention
+  std::map<std::string, uint64_t> by_state_;
+  uint64_t seq_ = 0;
+  uint64_t waiter_seq_ = 0;
+  int recovered_killed_ = 0;
+  bool shutting_down_ = false;
+  std::function<void()> after_shutdown_;
+};
+
+}  // namespace corral
