@@ -1,12 +1,36 @@
+// corral kill ID [--signal SIG]: end a cell's whole tree (TERM, grace, KILL), or send one signal
+// to every process of it.
 #include <cstdio>
+#include <string>
 
+#include "cli/client.h"
 #include "cli/commands.h"
 
 namespace corral::cli {
 
-int Kill(int, char**) {
-  std::fprintf(stderr, "corral kill: not available in this build yet\n");
-  return kExitCorralError;
+int Kill(int argc, char** argv) {
+  std::string socket = TakeSocketFlag(&argc, argv);
+  std::string id, sig;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--signal" && i + 1 < argc) sig = argv[++i];
+    else if (a.rfind("--signal=", 0) == 0) sig = a.substr(9);
+    else if (a[0] != '-' && id.empty()) id = a;
+    else {
+      std::fputs("usage: corral kill [--socket PATH] [--signal SIG] ID\n\nEnds cell ID's whole "
+                 "tree (SIGTERM, grace, SIGKILL), or with --signal sends SIG to every process.\n",
+                 a == "--help" ? stdout : stderr);
+      return a == "--help" ? 0 : kExitCorralError;
+    }
+  }
+  if (id.empty()) {
+    std::fputs("corral kill: which cell? (corral kill ID; see `corral ps`)\n", stderr);
+    return kExitCorralError;
+  }
+  jsonrpc::json params = {{"id", id}};
+  if (!sig.empty()) params["signal"] = sig;
+  int code = 0;
+  return CallOnce("kill", socket, "kill", params, &code) ? 0 : code;
 }
 
 }  // namespace corral::cli

@@ -1,12 +1,31 @@
+// corral start: start a command in the daemon and print its id at once; it outlives this call
+// (and this connection). Then: corral wait ID, corral logs ID, corral kill ID.
 #include <cstdio>
 
+#include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 
 namespace corral::cli {
 
-int Start(int, char**) {
-  std::fprintf(stderr, "corral start: not available in this build yet\n");
-  return kExitCorralError;
+int Start(int argc, char** argv) {
+  std::string socket = TakeSocketFlag(&argc, argv);
+  CellFlags flags;
+  if (auto err = ParseCellFlags(argc, argv, /*allow_containment=*/false, &flags)) {
+    std::fprintf(stderr, "corral start: %s\n(see `corral start --help`)\n", err->c_str());
+    return kExitCorralError;
+  }
+  if (flags.help) {
+    std::puts("usage: corral start [--socket PATH] [OPTIONS] -- CMD [ARG...]\n\n"
+              "Starts CMD in a cell of the daemon and prints its id. Options as `corral run`.\n"
+              "Follow with `corral wait ID`, `corral logs ID [--follow]`, `corral kill ID`.");
+    return 0;
+  }
+  int code = 0;
+  auto r = CallOnce("start", socket, "start", SpecToParams(flags.spec), &code);
+  if (!r) return code;
+  std::printf("%s\n", (*r)["id"].get<std::string>().c_str());
+  return 0;
 }
 
 }  // namespace corral::cli

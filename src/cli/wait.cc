@@ -1,12 +1,25 @@
+// corral wait ID: block until a started cell ends; print its result object; exit with its code.
 #include <cstdio>
+#include <string>
 
+#include "cli/client.h"
 #include "cli/commands.h"
 
 namespace corral::cli {
 
-int Wait(int, char**) {
-  std::fprintf(stderr, "corral wait: not available in this build yet\n");
-  return kExitCorralError;
+int Wait(int argc, char** argv) {
+  std::string socket = TakeSocketFlag(&argc, argv);
+  if (argc != 2 || std::string(argv[1]).rfind("-", 0) == 0) {
+    std::fprintf(argc == 2 ? stdout : stderr,
+                 "usage: corral wait [--socket PATH] ID\n\nWaits for cell ID to end, prints its "
+                 "result object and exits with its exit code (124 timed out, 128+N signal N).\n");
+    return argc == 2 ? 0 : kExitCorralError;
+  }
+  int code = 0;
+  auto r = CallOnce("wait", socket, "wait", {{"id", argv[1]}}, &code);
+  if (!r) return code;
+  std::printf("%s\n", r->dump(-1, ' ', false, jsonrpc::json::error_handler_t::replace).c_str());
+  return ExitCodeOf(*r);
 }
 
 }  // namespace corral::cli

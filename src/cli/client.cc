@@ -1,0 +1,96 @@
+#include "cli/client.h"
+
+#include <cstdio>
+#include <cstring>
+
+#include "api/socket_path.h"
+#include "cli/commands.h"
+#include "sys/fd.h"
+
+namespace corral::cli {
+
+std::string TakeSocketFlag(int* argc, char** argv) {
+  std::string path;
+  int out = 0;
+  for (int i = 0; i < *argc; ++i) {
+    if (std::strcmp(argv[i], "--") == 0) {  // the command's own arguments stay untouched
+      for (; i < *argc; ++i) argv[out++] = argv[i];
+      break;
+    }
+    if (std::strcmp(argv[i], "--socket") == 0 && i + 1 < *argc) {
+      path = argv[++i];
+    } else if (std::strncmp(argv[i], "--socket=", 9) == 0) {
+      path = argv[i] + 9;
+    } else {
+      argv[out++] = argv[i];
+    }
+  }
+  *argc = out;
+  if (path.empty()) {
+    const char* env = getenv("CORRAL_SOCKET");
+    path = env != nullptr && env[0] != '\0' ? env : DefaultSocketPath();
+  }
+  return path;
+}
+
+std::optional<jsonrpc::json> CallOnce(const char* verb, const std::string& socket,
+                                      const std::string& method, const jsonrpc::json& params,
+                                      int* exit_code) {
+  *exit_code = kExitCorralError;
+  auto client = UnixClient::Connect(socket);
+  if (!client.ok()) {
+    std::fprintf(stderr, "corral %s: %s\n", verb, client.error().message().c_str());
+    return std::nullopt;
+  }
+  auto r = client->Call(method, params);
+  if (!r.ok()) {
+    std::fprintf(stderr, "corral %s: %s\n", verb, r.error().message().c_str());
+    return std::nullopt;
+  }
+  if (r->error) {
+    std::fprintf(stderr, "corral %s: %s (%d)\n", verb, r->error->message.c_str(), r->error->code);
+    return std::nullopt;
+  }
+  *exit_code = 0;
+  return *r->result;
+}
+
+jsonrpc::json SpecToParams(const CellSpec& spec) {
+  jsonrpc::json p = {{"argv", spec.argv}};
+  if (!spec.cwd.empty()) p["cwd"] = spec.cwd;
+  if (!spec.env.empty()) {
+    jsonrpc::json env = jsonrpc::json::object();
+    for (const auto& [k, v] : spec.env) env[k] = v;
+    p["env"] = env;
+  }
+  if (spec.clear_env) p["clear_env"] = true;
+  if (spec.timeout_ns > 0) p["timeout_s"] = static_cast<double>(spec.timeout_ns) / 1e9;
+  p["grace_s"] = static_cast<double>(spec.grace_ns) / 1e9;
+  p["kill_wait_s"] = static_cast<double>(spec.kill_wait_ns) / 1e9;
+  p["max_output_bytes"] = spec.max_output_bytes;
+  jsonrpc::json limits = jsonrpc::json::object();
+  if (spec.limits.memory_bytes != 0) limits["memory_bytes"] = spec.limits.memory_bytes;
+  if (spec.limits.pids != 0) limits["pids"] = spec.limits.pids;
+  if (spec.limits.cpu_s > 0) limits["cpu_s"] = spec.limits.cpu_s;
+  if (!limits.empty()) p["limits"] = limits;
+  return p;
+}
+
+int ExitCodeOf(const jsonrpc::json& r) {
+  std::string state = r.value("state", "");
+  if (state == "timed_out") return 124;
+  if (r.contains("exit_code") && r["exit_code"].is_number_integer()) return r["exit_code"].get<int>();
+  if (state == "failed_to_start") return kExitCorralError;
+  if (r.contains("signal") && r["signal"].is_string()) {
+    int sig = 0;
+    std::string name = r["signal"].get<std::string>();
+    for (int s = 1; s < 65; ++s) {
+      const char* a = sigabbrev_np(s);
+      if (a != nullptr && name == std::string("SIG") + a) sig = s;
+    }
+    if (sig > 0) return 128 + sig;
+  }
+  return kExitCorralError;
+}
+
+}  // namespace corral::cli

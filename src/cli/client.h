@@ -1,0 +1,25 @@
+// What the daemon's command-line clients share: finding the socket, one call, error printing,
+// and the CellSpec -> `run`/`start` params mapping.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "api/jsonrpc.h"
+#include "api/unix_client.h"
+#include "cell/spec.h"
+
+namespace corral::cli {
+
+// Pulls "--socket PATH" / "--socket=PATH" out of argv (in place); returns the path to use.
+std::string TakeSocketFlag(int* argc, char** argv);
+// Connects and makes one call. On failure prints "corral VERB: ..." and returns nullopt;
+// *exit_code is set to 125 then.
+std::optional<jsonrpc::json> CallOnce(const char* verb, const std::string& socket,
+                                      const std::string& method, const jsonrpc::json& params,
+                                      int* exit_code);
+jsonrpc::json SpecToParams(const CellSpec& spec);
+// The exit code a result object stands for (coreutils timeout conventions).
+int ExitCodeOf(const jsonrpc::json& result);
+
+}  // namespace corral::cli

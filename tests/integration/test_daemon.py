@@ -1,0 +1,382 @@
+"""`corral daemon` end to end: a real daemon per test (own socket, state dir, metrics port),
+real clients over the Unix socket, real processes. Each test ends with the daemon stopped by
+SIGTERM (exit 0, socket removed) and nothing of its cells alive."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import CORRAL, PAYLOAD, corral, procs_with_env, wait_until, zombie_children
+
+
+class Daemon:
+    def __init__(self, extra=(), state_dir=None):
+        self.dir = tempfile.mkdtemp(prefix="corral-daemon-")
+        os.chmod(self.dir, 0o755)
+        self.sock = os.path.join(self.dir, "corral.sock")
+        self.state = state_dir or os.path.join(self.dir, "state")
+        self.log = open(os.path.join(self.dir, "log"), "w+b")
+        self.proc = subprocess.Popen(
+            [CORRAL, "daemon", "--socket", self.sock, "--state-dir", self.state,
+             "--metrics", "127.0.0.1:0", "--scan-interval", "300ms", *extra],
+            stderr=self.log)
+        self.metrics = wait_until(self._metrics_addr, what="daemon to start")
+
+    def _metrics_addr(self):
+        assert self.proc.poll() is None, self.text()
+        m = re.search(rb"metrics http://([0-9.:]+)/metrics", Path(self.log.name).read_bytes())
+        return m and m.group(1).decode()
+
+    def text(self):
+        return Path(self.log.name).read_text(errors="replace")
+
+    def client(self):
+        return Client(self.sock)
+
+    def call(self, method, params=None):
+        with self.client() as c:
+            return c.call(method, params)
+
+    def scrape(self):
+        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Client:
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(path)
+        self.f = self.s.makefile("rwb")
+        self.n = 0
+
+    def send_raw(self, data):
+        self.s.sendall(data)
+
+    def read(self):
+        line = self.f.readline()
+        return json.loads(line) if line else None
+
+    def call(self, method, params=None):
+        self.n += 1
+        msg = {"jsonrpc": "2.0", "id": self.n, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send_raw((json.dumps(msg) + "\n").encode())
+        return self.read()
+
+    def close(self):
+        self.f.close()
+        self.s.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+
+@pytest.fixture
+def daemon():
+    d = Daemon()
+    yield d
+    d.stop()
+    assert d.proc.returncode == 0, d.text()
+    assert not os.path.exists(d.sock)
+
+
+def mark(marker):
+    return {"CORRAL_TEST_MARK": marker}
+
+
+def test_run_returns_result_and_kills_leftovers(daemon, marker):
+    r = daemon.call("run", {"argv": [PAYLOAD, "setsid-escape", "60", "+", "echo", "hi"],
+                            "env": mark(marker)})["result"]
+    assert r["state"] == "exited" and r["exit_code"] == 0 and r["stdout"] == "hi\n"
+    assert r["leftover"]["killed"] == 1
+    assert procs_with_env(marker) == []
+
+
+def test_start_output_wait_list_kill_stats(daemon, marker):
+    with daemon.client() as c:
+        cid = c.call("start", {"shell": "echo one; sleep 0.3; echo two",
+                               "env": mark(marker)})["result"]["id"]
+        assert c.call("wait", {"id": cid, "timeout_s": 0.05})["result"] == \
+            {"id": cid, "state": "running"}
+        assert [x["id"] for x in c.call("list")["result"]["cells"]] == [cid]
+        res = c.call("wait", {"id": cid})["result"]
+        assert res["stdout"] == "one\ntwo\n"
+        out = c.call("output", {"id": cid, "offset": 4})["result"]
+        assert out["data"] == "two\n" and out["next_offset"] == 8 and out["done"]
+        long = c.call("start", {"argv": [PAYLOAD, "tree", "3", "60", "+", "sleep", "60"],
+                                "env": mark(marker)})["result"]["id"]
+        wait_until(lambda: len(procs_with_env(marker)) == 4, what="tree up")
+        assert c.call("kill", {"id": long})["result"]["ok"]
+        res = c.call("wait", {"id": long})["result"]
+        assert res["state"] == "cancelled" and res["reason"] == "cancelled"
+        stats = c.call("stats")["result"]
+        assert stats["finished"] == {"exited": 1, "cancelled": 1} and stats["running"] == 0
+    assert procs_with_env(marker) == []
+
+
+def test_timeout_and_limits_through_the_daemon(daemon):
+    r = daemon.call("run", {"argv": [PAYLOAD, "ignore-sigterm", "60"], "timeout_s": 0.2,
+                            "grace_s": 0.2})["result"]
+    assert r["state"] == "timed_out" and r["signal"] == "SIGKILL"
+    r = daemon.call("run", {"argv": [PAYLOAD, "fork-bomb"], "limits": {"pids": 10},
+                            "timeout_s": 10})["result"]
+    assert r["pids_peak"] <= 10 and "pids" in r["limits_hit"]
+
+
+def test_bad_input_never_hurts(daemon):
+    with daemon.client() as c:
+        c.send_raw(b"\x00\xff garbage\n")
+        assert c.read()["error"]["code"] == -32700
+        c.send_raw(b'{"jsonrpc": "2.0", "id": 1, "method": "run", "params": {\n')
+        assert c.read()["error"]["code"] == -32700
+        assert c.call("nope")["error"]["code"] == -32601
+        assert c.call("run", {"argv": "not a list"})["error"]["code"] == -32602
+        assert c.call("run", {"argv": ["x"], "timeout_s": "soon"})["error"]["code"] == -32602
+        assert c.call("run", {"argv": ["x"], "bogus": 1})["error"]["code"] == -32602
+        assert c.call("wait", {"id": "d-0-0"})["error"]["code"] == -32602
+        c.send_raw(b"[1, 2]\n")
+        assert c.read()["error"]["code"] == -32600
+        c.send_raw(b'{"id": 9, "method": 3}\n')
+        assert c.read()["error"]["code"] == -32600
+        c.send_raw(b"x" * (5 << 20) + b"\n")  # over the 4 MiB line limit
+        assert c.read()["error"]["code"] == -32600
+        assert c.call("run", {"argv": ["/bin/echo", "still fine"]})["result"]["stdout"] == \
+            "still fine\n"
+    # A client that sends and vanishes; one that never reads its answers.
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(daemon.sock)
+    s.sendall(b'{"jsonrpc":"2.0","id":1,"method":"run","params":{"argv":["/bin/true"]}}\n')
+    s.close()
+    lazy = socket.socket(socket.AF_UNIX)
+    lazy.connect(daemon.sock)
+    lazy.setblocking(False)
+    req = b'{"jsonrpc":"2.0","id":1,"method":"stats"}\n' * 2000
+    try:
+        lazy.sendall(req)
+    except BlockingIOError:
+        pass
+    start = time.monotonic()
+    assert daemon.call("run", {"argv": ["/bin/true"]})["result"]["exit_code"] == 0
+    assert time.monotonic() - start < 2
+    lazy.close()
+    assert daemon.proc.poll() is None
+
+
+def test_disconnect_during_run_cancels_the_cell(daemon, marker):
+    c = daemon.client()
+    c.send_raw((json.dumps({"jsonrpc": "2.0", "id": 1, "method": "run", "params": {
+        "argv": [PAYLOAD, "tree", "4", "60", "+", "sleep", "60"],
+        "env": mark(marker)}}) + "\n").encode())
+    wait_until(lambda: len(procs_with_env(marker)) == 5, what="tree up")
+    c.close()
+    wait_until(lambda: not procs_with_env(marker), timeout=5, what="cell cancelled")
+    stats = daemon.call("stats")["result"]
+    assert stats["finished"].get("cancelled") == 1
+
+
+def test_200_concurrent_clients_leave_no_zombie(daemon, marker):
+    results, errors = [], []
+
+    def one(i):
+        try:
+            with daemon.client() as c:
+                r = c.call("run", {"shell": f"{PAYLOAD} fork-orphans 2 30 & echo {i}",
+                                   "env": mark(marker)})
+                results.append(r["result"])
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(200)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors[:3]
+    assert len(results) == 200 and all(r["state"] == "exited" for r in results)
+    assert sorted(int(r["stdout"]) for r in results) == list(range(200))
+    assert procs_with_env(marker) == []
+    assert zombie_children(daemon.proc.pid) == []
+    wait_until(lambda: "corral_unreaped_children 0" in daemon.scrape(), what="scan refresh")
+    text = daemon.scrape()
+    assert re.search(r'corral_cells_total\{state="exited"\} 200', text), text
+
+
+def test_commands_run_as_the_caller_and_others_cannot_see_them(marker):
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as another user")
+    d = Daemon(extra=["--socket-group", "nogroup"])
+    try:
+        client = ("import json,socket,sys\n"
+                  "s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); f=s.makefile('rwb')\n"
+                  "for line in sys.argv[2:]:\n"
+                  "    f.write(line.encode()+b'\\n'); f.flush(); print(f.readline().decode().strip())\n")
+        def as_nobody(*msgs):
+            out = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                                  "/usr/bin/python3", "-c", client, d.sock, *msgs],
+                                 capture_output=True, timeout=30)
+            assert out.returncode == 0, out.stderr
+            return [json.loads(l) for l in out.stdout.decode().splitlines()]
+        ids = as_nobody(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "run",
+                                    "params": {"argv": [PAYLOAD, "print-ids"]}}))
+        uid, gid = ids[0]["result"]["stdout"].split()[:2]
+        assert (int(uid), int(gid)) == (65534, 65534)
+        root_try = as_nobody(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "run",
+                                         "params": {"argv": ["/bin/true"], "user": "root"}}))
+        assert root_try[0]["error"]["code"] == -32003
+        mine = d.call("start", {"argv": [PAYLOAD, "sleep", "60"], "env": mark(marker)})
+        cid = mine["result"]["id"]
+        seen = as_nobody(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "list"}),
+                         json.dumps({"jsonrpc": "2.0", "id": 2, "method": "kill",
+                                     "params": {"id": cid}}))
+        assert cid not in [c["id"] for c in seen[0]["result"]["cells"]]
+        assert "error" in seen[1]
+        states = {c["id"]: c["state"] for c in d.call("list")["result"]["cells"]}
+        assert states[cid] == "running"
+    finally:
+        d.stop()
+
+
+def test_daemon_sigkill_then_restart_tears_down_old_cells(marker):
+    state = tempfile.mkdtemp(prefix="corral-state-")
+    d = Daemon(state_dir=state)
+    try:
+        for _ in range(5):
+            d.call("start", {"argv": [PAYLOAD, "setsid-escape", "60", "+", "sleep", "60"],
+                             "env": mark(marker)})
+        wait_until(lambda: len(procs_with_env(marker)) == 10, what="cells up")
+        d.proc.kill()
+        d.proc.wait()
+        assert len(procs_with_env(marker)) == 10  # orphaned, still running
+        d2 = Daemon(state_dir=state)
+        try:
+            wait_until(lambda: not procs_with_env(marker), timeout=5, what="old cells gone")
+        finally:
+            d2.stop()
+    finally:
+        for pid in procs_with_env(marker):
+            os.kill(pid, signal.SIGKILL)
+        d.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def test_sigterm_cancels_cells_and_exits_zero(marker):
+    d = Daemon()
+    d.call("start", {"argv": [PAYLOAD, "sleep", "60"], "env": mark(marker)})
+    wait_until(lambda: procs_with_env(marker), what="cell up")
+    d.stop()
+    assert d.proc.returncode == 0
+    assert procs_with_env(marker) == []
+    assert not os.path.exists(d.sock)
+
+
+def test_overload_is_refused_with_32001():
+    d = Daemon(extra=["--max-running", "1", "--max-queued", "1"])
+    try:
+        with d.client() as a, d.client() as b:
+            ida = a.call("start", {"argv": [PAYLOAD, "sleep", "60"]})["result"]["id"]
+            idb = a.call("start", {"argv": [PAYLOAD, "sleep", "60"]})["result"]["id"]
+            assert a.call("list")["result"]["cells"][1]["state"] == "queued"
+            assert b.call("start", {"argv": ["/bin/true"]})["error"]["code"] == -32001
+            a.call("kill", {"id": idb})
+            a.call("kill", {"id": ida})
+    finally:
+        d.stop()
+
+
+def test_cli_clients(daemon, marker, tmp_path):
+    env = {"CORRAL_SOCKET": daemon.sock}
+    r = corral("exec", "--", PAYLOAD, "exit", "3", env=env)
+    assert r.returncode == 3
+    r = corral("exec", "--timeout", "200ms", "--", PAYLOAD, "sleep", "30", env=env)
+    assert r.returncode == 124
+    r = corral("exec", "--shell", "echo out; echo err >&2", env=env)
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"out\n", b"err\n")
+    r = corral("exec", "--json", "--", PAYLOAD, "echo", "j", env=env)
+    assert json.loads(r.stdout)["stdout"] == "j\n"
+    cid = corral("start", "--env", f"CORRAL_TEST_MARK={marker}", "--", PAYLOAD, "sleep", "60",
+                 env=env).stdout.decode().strip()
+    assert cid.startswith("d-")
+    assert cid.encode() in corral("ps", env=env).stdout
+    assert corral("kill", cid, env=env).returncode == 0
+    assert corral("wait", cid, env=env).returncode == 128 + 15
+    cid = corral("start", "--shell", "echo logged", env=env).stdout.decode().strip()
+    corral("wait", cid, env=env)
+    assert corral("logs", cid, env=env).stdout == b"logged\n"
+    r = corral("exec", "--", "/bin/true", env={"CORRAL_SOCKET": str(tmp_path / "none.sock")})
+    assert r.returncode == 125 and b"is `corral daemon` running?" in r.stderr
+
+
+def test_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(daemon):
+    daemon.call("run", {"argv": ["/bin/true"]})
+    text = daemon.scrape()
+    for name in ["corral_cells_running", "corral_cells_total", "corral_cell_duration_seconds",
+                 "corral_spawn_seconds", "corral_reaped_total", "corral_unreaped_children",
+                 "corral_stuck_processes", "corral_leftover_killed_total", "corral_queue_depth",
+                 "corral_open_fds", "corral_host_zombies", "corral_host_pid_max"]:
+        assert name in text, name
+    if shutil.which("promtool"):
+        p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
+                           capture_output=True)
+        assert p.returncode == 0, p.stdout + p.stderr
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus not installed")
+    d = tempfile.mkdtemp(prefix="corral-prom-")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prom = None
+    try:
+        Path(d, "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: corral\n"
+            f"    static_configs:\n      - targets: ['{daemon.metrics}']\n")
+        prom = subprocess.Popen(
+            ["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def result():
+            try:
+                url = (f"http://127.0.0.1:{port}/api/v1/query?query="
+                       "corral_cells_total%7Bstate%3D%22exited%22%7D")
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    return json.loads(r.read())["data"]["result"]
+            except OSError:
+                return None
+
+        res = wait_until(result, timeout=60, interval=0.5, what="Prometheus to scrape")
+        assert res[0]["value"][1] == "1"
+    finally:
+        if prom is not None:
+            prom.send_signal(signal.SIGTERM)
+            try:
+                prom.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                prom.kill()
+                prom.wait()
+        shutil.rmtree(d, ignore_errors=True)
