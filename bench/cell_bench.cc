@@ -168,9 +168,28 @@ int main(int argc, char** argv) {
   std::vector<std::string> pos;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
+    if (a.rfind("--cell-rate=", 0) == 0) pos.push_back(a);
+    else if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
     else if (a == "--per-round" && i + 1 < argc) per_round = std::atoi(argv[++i]);
     else pos.push_back(a);
+  }
+  if (pos.size() == 1 && pos[0].rfind("--cell-rate=", 0) == 0) {
+    // Sequential in-process cells per second, for bench/daemon_bench.py's baseline.
+    int n = std::atoi(pos[0].c_str() + 12);
+    auto config = ChooseContainment(std::nullopt);
+    auto loop = EventLoop::Create();
+    HostOptions opts;
+    opts.containment = config.value();
+    auto host = CellHost::Create(loop->get(), opts);
+    int64_t t0 = MonotonicNs();
+    for (int i = 0; i < n; ++i) {
+      CellSpec s;
+      s.id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(i);
+      s.argv = {"/bin/true"};
+      RunCellSync(host->get(), s);
+    }
+    std::printf("cells_per_s %.1f\n", n / (static_cast<double>(MonotonicNs() - t0) / 1e9));
+    return 0;
   }
   if (pos.size() != 2) {
     std::fprintf(stderr, "usage: corral-bench [--rounds R] [--per-round N] PAYLOAD CORRAL\n");
