@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Soak: N calls (default 1,000,000) of `run /bin/true` through one daemon from 8 clients,
 sampling the daemon's fd count and RSS every 10,000 calls. Passes when both stay flat (fds
-exactly, RSS within 2 MiB of the first sample after warm-up) and the daemon has no zombie
+within the in-flight calls' fds, RSS within 2 MiB of the first sample after warm-up) and the daemon has no zombie
 child at the end. Not part of CI: about 20 minutes per million calls on the 2-core VM.
 
 Usage: bench/daemon_soak.py [--calls N] [--clients C]"""
@@ -68,7 +68,8 @@ def main():
         daemon.wait(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
     warm = samples[min(2, len(samples) - 1):] if samples else []
-    fd_flat = len({s[1] for s in warm}) <= 1
+    # Samples are taken while other clients are mid-call: allow their in-flight cells' fds.
+    fd_flat = not warm or max(s[1] for s in warm) - min(s[1] for s in warm) <= a.clients * 8
     rss_flat = not warm or max(s[2] for s in warm) - warm[0][2] < 2048
     print(f"zombies {z}; fds flat: {fd_flat}; rss flat: {rss_flat}")
     sys.exit(0 if (z == 0 and fd_flat and rss_flat) else 1)
