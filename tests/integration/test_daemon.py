@@ -21,14 +21,14 @@ from conftest import CORRAL, PAYLOAD, corral, procs_with_env, wait_until, zombie
 
 
 class Daemon:
-    def __init__(self, extra=(), state_dir=None):
+    def __init__(self, extra=(), state_dir=None, prefix=()):
         self.dir = tempfile.mkdtemp(prefix="corral-daemon-")
         os.chmod(self.dir, 0o755)
         self.sock = os.path.join(self.dir, "corral.sock")
         self.state = state_dir or os.path.join(self.dir, "state")
         self.log = open(os.path.join(self.dir, "log"), "w+b")
         self.proc = subprocess.Popen(
-            [CORRAL, "daemon", "--socket", self.sock, "--state-dir", self.state,
+            [*prefix, CORRAL, "daemon", "--socket", self.sock, "--state-dir", self.state,
              "--metrics", "127.0.0.1:0", "--scan-interval", "300ms", *extra],
             stderr=self.log)
         self.metrics = wait_until(self._metrics_addr, what="daemon to start")
@@ -380,3 +380,40 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(daemon):
                 prom.kill()
                 prom.wait()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_admission_control_refuses_near_fd_limit():
+    if shutil.which("prlimit") is None:
+        pytest.skip("prlimit (util-linux) missing")
+    d = Daemon(extra=["--scan-interval", "0", "--max-running", "500"],
+               prefix=["prlimit", "--nofile=160:160"])
+    try:
+        with d.client() as c:
+            refused = None
+            for _ in range(40):
+                r = c.call("start", {"argv": [PAYLOAD, "sleep", "60"]})
+                if "error" in r:
+                    refused = r["error"]
+                    break
+            assert refused and refused["code"] == -32001 and "fd limit" in refused["message"]
+            assert c.call("stats")["result"]["running"] >= 5
+    finally:
+        d.stop()
+
+
+def test_admission_control_refuses_near_cell_root_pids_limit():
+    root = "/sys/fs/cgroup/pids/corral"
+    if not os.path.exists(os.path.join(root, "pids.max")):
+        pytest.skip("no v1 pids cell root on this host")
+    d = Daemon(extra=["--containment", "cgroup1"])
+    try:
+        for _ in range(3):
+            d.call("start", {"argv": [PAYLOAD, "sleep", "60"]})
+        current = int(Path(root, "pids.current").read_text())
+        Path(root, "pids.max").write_text(str(current))
+        r = d.call("run", {"argv": ["/bin/true"]})
+        assert r["error"]["code"] == -32001 and "pids limit" in r["error"]["message"]
+    finally:
+        Path(root, "pids.max").write_text("max")
+        d.stop()
+    assert d.proc.returncode == 0
