@@ -262,9 +262,10 @@ def test_commands_run_as_the_caller_and_others_cannot_see_them(marker):
         d.stop()
 
 
-def test_daemon_sigkill_then_restart_tears_down_old_cells(marker):
+@pytest.mark.parametrize("mode", ["cgroup1", "pgroup"])
+def test_daemon_sigkill_then_restart_tears_down_old_cells(marker, mode):
     state = tempfile.mkdtemp(prefix="corral-state-")
-    d = Daemon(state_dir=state)
+    d = Daemon(state_dir=state, extra=["--containment", mode])
     try:
         for _ in range(5):
             d.call("start", {"argv": [PAYLOAD, "setsid-escape", "60", "+", "sleep", "60"],
@@ -273,9 +274,10 @@ def test_daemon_sigkill_then_restart_tears_down_old_cells(marker):
         d.proc.kill()
         d.proc.wait()
         assert len(procs_with_env(marker)) == 10  # orphaned, still running
-        d2 = Daemon(state_dir=state)
+        d2 = Daemon(state_dir=state, extra=["--containment", mode])
         try:
             wait_until(lambda: not procs_with_env(marker), timeout=5, what="old cells gone")
+            assert d2.call("stats")["result"]["recovered_killed"] >= (10 if mode == "pgroup" else 0)
         finally:
             d2.stop()
     finally:
