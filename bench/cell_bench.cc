@@ -26,6 +26,7 @@
 
 #include "cell/cell.h"
 #include "sys/clock.h"
+#include "sys/proc.h"
 
 extern char** environ;
 using namespace corral;
@@ -274,7 +275,7 @@ int main(int argc, char** argv) {
       done = true;
       cell_left += static_cast<int>(res.stuck.size());
     });
-    std::string procs = (config->v2_root + "/" + s.id + "/cgroup.procs");
+    std::string procs = config->v2_root + "/" + s.id + "." + PidNamespaceTag() + "/cgroup.procs";
     while (CountLines(procs) < n + 1) (void)(*loop)->RunOnce(2 * kNsPerMs);
     t0 = MonotonicNs();
     cell->Cancel("cancelled");

@@ -645,6 +645,16 @@ void CellHost::RetryQuarantine() {
   }
 }
 
+bool CellHost::ReapIfLeader(pid_t pid) {
+  for (auto& c : cells_) {
+    if (c->leader_pid_ == pid && !c->leader_reaped_) {
+      c->OnLeaderReadable();  // may finish and destroy the cell: touch nothing after
+      return true;
+    }
+  }
+  return false;
+}
+
 size_t CellHost::quarantined_processes() const {
   size_t n = 0;
   for (const Quarantined& q : quarantine_) n += q.stuck;

@@ -154,6 +154,9 @@ class CellHost {
   uint64_t leftover_killed_total() const { return leftover_killed_total_; }
   // Called by the loop on SIGCHLD; public for hosts that own the signalfd themselves.
   void ReapChildren();
+  // For a process whose own reaper is someone else (corral init --serve): if pid is the leader
+  // of one of our cells, reaps it through the cell's pidfd and returns true.
+  bool ReapIfLeader(pid_t pid);
 
  private:
   friend class Cell;

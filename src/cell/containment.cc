@@ -1,6 +1,8 @@
 // Host detection, choice of backend, preparation of corral's cgroup roots, and the sweeper.
 #include "cell/containment.h"
 
+#include "sys/proc.h"
+
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -201,6 +203,9 @@ std::vector<std::string> DeadOwnersCells(const std::string& root) {
   if (d == nullptr) return out;
   while (dirent* e = readdir(d)) {
     if (e->d_type != DT_DIR || e->d_name[0] == '.') continue;
+    // "<kind>-<pid>-<n>.<pid namespace>": a PID from another namespace says nothing here.
+    const char* dot = std::strrchr(e->d_name, '.');
+    if (dot == nullptr || PidNamespaceTag() != dot + 1) continue;
     pid_t owner = OwnerOf(e->d_name);
     if (owner <= 0 || owner == getpid()) continue;
     if (kill(owner, 0) == 0 || errno == EPERM) continue;  // owner alive
@@ -250,7 +255,10 @@ Result<std::unique_ptr<Containment>> MakeContainment(const ContainmentConfig& co
     }
     return MakePgroupContainment(cell_id, single_cell);
   }
-  std::unique_ptr<Containment> c = MakeCgroupContainment(config, cell_id);
+  // The directory name carries our PID namespace: two daemons that are both PID 1 of their
+  // containers never share a cell's cgroup, and the sweeper judges only owners it can see.
+  std::unique_ptr<Containment> c =
+      MakeCgroupContainment(config, cell_id + "." + PidNamespaceTag());
   TRY(PrepareCgroupCell(c.get(), limits));
   return c;
 }

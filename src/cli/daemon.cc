@@ -5,7 +5,6 @@
 // them); choose containment; recover what a crashed predecessor left; listen; start the metrics
 // endpoint and the scan thread; run the loop until SIGTERM/SIGINT; then stop accepting, cancel
 // every cell, wait for them, remove the socket, exit 0.
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include "api/daemon_metrics.h"
 #include "api/http_server.h"
 #include "api/metrics.h"
 #include "api/metrics_scan.h"
@@ -56,17 +56,6 @@ std::string DefaultStateDir() {
   if (xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/corral";
   const char* home = getenv("HOME");
   return std::string(home != nullptr ? home : "/tmp") + "/.local/state/corral";
-}
-
-int CountOpenFds() {
-  int n = 0;
-  DIR* d = opendir("/proc/self/fd");
-  if (d == nullptr) return -1;
-  while (dirent* e = readdir(d)) {
-    if (e->d_name[0] != '.') ++n;
-  }
-  closedir(d);
-  return n - 1;
 }
 
 int Fail(const std::string& what) {
@@ -165,43 +154,7 @@ int Daemon(int argc, char** argv) {
 
   // Metrics: updated as things happen; /metrics only renders.
   metrics::Registry registry;
-  auto& cells_total = registry.AddCounterFamily("corral_cells_total", "Cells ended, by state.",
-                                                {"state"}, 8);
-  auto& duration = registry.AddHistogram("corral_cell_duration_seconds", "Cell wall time.");
-  auto& spawn = registry.AddHistogram(
-      "corral_spawn_seconds", "Time to create a cell and spawn its leader.",
-      {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
-  auto& reaped = registry.AddCounter("corral_reaped_total", "Child processes reaped.");
-  auto& leftover = registry.AddCounter("corral_leftover_killed_total",
-                                       "Processes still alive when their leader ended, killed.");
-  auto& unreaped = registry.AddGauge("corral_unreaped_children",
-                                     "Zombie children of the daemon (should always be 0).");
-  registry.AddCallbackGauge("corral_cells_running", "Cells running now.",
-                            [sup] { return static_cast<double>(sup->running()); });
-  registry.AddCallbackGauge("corral_queue_depth", "Calls waiting for a free cell slot.",
-                            [sup] { return static_cast<double>(sup->queued()); });
-  registry.AddCallbackGauge("corral_stuck_processes",
-                            "Processes that survived SIGKILL (D state), quarantined.",
-                            [sup] { return static_cast<double>(sup->host()->quarantined_processes()); });
-  registry.AddCallbackGauge("corral_open_fds", "The daemon's open file descriptors.",
-                            [] { return static_cast<double>(CountOpenFds()); });
-  sup->on_cell_done = [&](const CellResult& r) {
-    if (auto* c = cells_total.With({CellStateName(r.state)})) c->Inc();
-    duration.Observe(r.duration_s);
-    if (r.spawn_s > 0) spawn.Observe(r.spawn_s);
-    reaped.Inc();  // the leader
-    leftover.Inc(r.leftover_killed);
-  };
-  uint64_t orphans_seen = 0;
-  std::function<void()> sync_counters;
-  EventLoop::Token sync_timer = 0;
-  sync_counters = [&] {
-    uint64_t now = sup->host()->reaped_total();
-    if (now > orphans_seen) reaped.Inc(static_cast<double>(now - orphans_seen));
-    orphans_seen = now;
-    sync_timer = loop->AddTimer(MonotonicNs() + kNsPerSec, sync_counters);
-  };
-  sync_counters();
+  api::DaemonMetrics daemon_metrics(&registry, sup, loop);
 
   std::unique_ptr<api::HttpServer> http;
   if (metrics_addr != "off") {
@@ -232,7 +185,7 @@ int Daemon(int argc, char** argv) {
           for (const auto& p : r->zombies_by_parent) {
             if (p.pid == self) ours = p.zombies;
           }
-          unreaped.Set(ours);
+          daemon_metrics.SetUnreapedChildren(ours);
         } else {
           host_metrics.CountError();
         }
@@ -276,7 +229,6 @@ int Daemon(int argc, char** argv) {
 
   Status st = loop->Run([&] { return stopped; });
   server->Shutdown();
-  loop->CancelTimer(sync_timer);
   if (scan_thread.joinable()) {
     {
       std::lock_guard<std::mutex> lock(scan_mu);

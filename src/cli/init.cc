@@ -8,6 +8,10 @@
 #include <cstring>
 #include <string>
 
+#include "api/daemon_metrics.h"
+#include "api/http_server.h"
+#include "api/rpc_methods.h"
+#include "api/unix_server.h"
 #include "cli/commands.h"
 #include "supervisor/init_process.h"
 #include "sys/event_loop.h"
@@ -50,7 +54,10 @@ constexpr char kHelp[] =
     "  -r, --rewrite S:R    forward signal S as R, 0 drops it (names or numbers, repeatable),\n"
     "                       as dumb-init's --rewrite; e.g. -r TERM:QUIT\n"
     "  -s                   accepted for tini compatibility: corral init is always a subreaper\n"
-    "  --serve SOCKET       (not available yet) also serve the daemon's protocol on SOCKET\n"
+    "  --serve SOCKET       also serve the daemon's protocol on SOCKET (mode 0660): the agent in\n"
+    "                       the container runs commands as cells (corral exec/start/..., the\n"
+    "                       Python client) without a second process; cells end with CMD\n"
+    "  --metrics ADDR:PORT  with --serve: Prometheus /metrics on ADDR:PORT (default: off)\n"
     "\n"
     "exit: CMD's code; 128+N if CMD was killed by signal N; 125 corral init's own error;\n"
     "126 CMD found but not executable; 127 CMD not found.\n"
@@ -106,10 +113,45 @@ bool ParseRewrite(const char* s, InitOptions* opts) {
   return true;
 }
 
+// The in-process daemon of `--serve`: a Supervisor on init's loop (init keeps the reaping), the
+// protocol on `socket`, metrics on `metrics_addr` if given. Returns an error sentence.
+std::optional<std::string> StartServing(EventLoop* loop, const std::string& socket,
+                                        const std::string& metrics_addr,
+                                        std::unique_ptr<Supervisor>* sup,
+                                        std::unique_ptr<UnixServer>* server,
+                                        std::unique_ptr<metrics::Registry>* registry,
+                                        std::unique_ptr<api::DaemonMetrics>* dm,
+                                        std::unique_ptr<api::HttpServer>* http) {
+  auto config = ChooseContainment(std::nullopt);
+  if (!config.ok()) return config.error().message();
+  SupervisorOptions opts;
+  opts.containment = config.value();
+  opts.reap_orphans = false;
+  auto s = Supervisor::Create(loop, opts);
+  if (!s.ok()) return s.error().message();
+  *sup = std::move(s).value();
+  UnixServer::Options so;
+  so.path = socket;
+  auto srv = UnixServer::Start(loop, so);
+  if (!srv.ok()) return srv.error().message();
+  *server = std::move(srv).value();
+  api::RegisterMethods(server->get(), sup->get(), loop);
+  *registry = std::make_unique<metrics::Registry>();
+  *dm = std::make_unique<api::DaemonMetrics>(registry->get(), sup->get(), loop);
+  if (!metrics_addr.empty()) {
+    auto h = api::HttpServer::Create(loop, metrics_addr);
+    if (!h.ok()) return "--metrics " + metrics_addr + ": " + h.error().message();
+    *http = std::move(h).value();
+    api::ServeMetrics(http->get(), registry->get());
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 int Init(int argc, char** argv) {
   InitOptions opts;
+  std::string serve_socket, metrics_addr;
   int i = 1;
   for (; i < argc; ++i) {
     const char* a = argv[i];
@@ -156,10 +198,13 @@ int Init(int argc, char** argv) {
         return Usage("--rewrite takes FROM:TO signals, e.g. TERM:QUIT or 15:3 (TO 0 drops it)");
       }
     } else if (std::strcmp(a, "--serve") == 0) {
-      std::fprintf(stderr,
-                   "corral init: --serve is not available yet: it needs the daemon's protocol "
-                   "server; run `corral daemon` beside it for now\n");
-      return kExitCorralError;
+      const char* v = value();
+      if (v == nullptr || v[0] == '\0' || v[0] == '-') return Usage("--serve needs a socket path");
+      serve_socket = v;
+    } else if (std::strcmp(a, "--metrics") == 0) {
+      const char* v = value();
+      if (v == nullptr) return Usage("--metrics needs ADDR:PORT");
+      metrics_addr = v;
     } else {
       std::fprintf(stderr, "corral init: unknown option '%s' (see `corral init --help`)\n", a);
       return kExitCorralError;
@@ -174,6 +219,11 @@ int Init(int argc, char** argv) {
     std::fprintf(stderr, "corral init: %s\n", loop.error().message().c_str());
     return kExitCorralError;
   }
+  // --serve: cells share init's loop; init stays the one reaper and hands cell leaders back.
+  std::unique_ptr<Supervisor> sup;
+  if (!serve_socket.empty()) {
+    opts.reap_hook = [&sup](pid_t pid) { return sup && sup->host()->ReapIfLeader(pid); };
+  }
   auto init = InitProcess::Start(**loop, opts);
   if (!init.ok()) {
     const Error& e = init.error();
@@ -182,8 +232,29 @@ int Init(int argc, char** argv) {
     if (e.message().rfind("exec ", 0) == 0) return e.code() == ENOENT ? 127 : 126;
     return kExitCorralError;
   }
-  // One loop for everything (signals, reaping, the orphan grace timer; later --serve's socket).
-  Status st = (*loop)->Run([&] { return (*init)->finished(); });
+  std::unique_ptr<UnixServer> server;
+  std::unique_ptr<metrics::Registry> registry;
+  std::unique_ptr<api::DaemonMetrics> daemon_metrics;
+  std::unique_ptr<api::HttpServer> http;
+  if (!serve_socket.empty()) {
+    if (auto err = StartServing(loop->get(), serve_socket, metrics_addr, &sup, &server, &registry,
+                                &daemon_metrics, &http)) {
+      std::fprintf(stderr, "corral init: --serve: %s\n", err->c_str());
+      return kExitCorralError;  // the child is still ours: InitProcess's destructor ends it
+    }
+  }
+  // One loop for everything: signals, reaping, the orphan grace timer, --serve's sockets.
+  bool serving_stopped = false;
+  Status st = (*loop)->Run([&] {
+    if (server && !serving_stopped && (*init)->child_pid() < 0) {
+      // CMD is gone: the container is ending; its cells end with it.
+      serving_stopped = true;
+      server->StopAccepting();
+      sup->Shutdown([] {});
+    }
+    return (*init)->finished();
+  });
+  if (server) server->Shutdown();
   if (!st.ok()) {
     std::fprintf(stderr, "corral init: %s\n", st.error().message().c_str());
     return kExitCorralError;

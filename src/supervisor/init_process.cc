@@ -264,6 +264,14 @@ void InitProcess::Forward(int sig) {
 void InitProcess::ReapAll() {
   bool children_left = true;
   for (;;) {
+    if (opts_.reap_hook) {
+      siginfo_t info{};
+      if (waitid(P_ALL, 0, &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid != 0 &&
+          info.si_pid != child_pid_ && opts_.reap_hook(info.si_pid)) {
+        ++reaped_;
+        continue;
+      }
+    }
     auto r = ReapAny();
     if (!r.ok()) {
       if (r.error().code() != ECHILD) {

@@ -34,6 +34,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -63,6 +64,10 @@ struct InitOptions {
   // rewrite[s] = r: forward signal s as r (0: drop it); -1: forward as is. DefaultRewrites()
   // fills the job-control signals; an explicit rewrite set before it wins.
   int rewrite[NSIG];
+  // --serve: cells of an in-process daemon are our children too. Before reaping a child, init
+  // offers its pid here; the hook reaps it through the cell's pidfd and returns true when it is a
+  // cell's leader (so the cell gets its status), false otherwise.
+  std::function<bool(pid_t)> reap_hook;
 };
 
 // SIGTSTP/SIGTTIN/SIGTTOU -> SIGSTOP, everything else unchanged (see the job-control hazard).

@@ -58,7 +58,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, Supervis
   TRY(s->Recover());
   HostOptions host;
   host.containment = s->options_.containment;
-  host.reap_orphans = true;
+  host.reap_orphans = s->options_.reap_orphans;
   ASSIGN_OR_RETURN(s->host_, CellHost::Create(loop, host));  // also sweeps dead owners' cgroups
   return s;
 }

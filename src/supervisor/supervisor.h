@@ -41,6 +41,9 @@ struct SupervisorOptions {
   size_t max_running = 64;
   size_t max_queued = 1024;  // calls waiting, not counting those running
   std::string state_dir;     // empty: no crash-recovery files
+  // Be the subreaper and reaper of every child (the daemon). Off when another component owns
+  // reaping (corral init --serve), which then hands cell leaders over via host()->ReapIfLeader.
+  bool reap_orphans = true;
 };
 
 // Why a call was refused, in words for the caller, and which JSON-RPC code fits.

@@ -84,6 +84,19 @@ std::vector<pid_t> ListPids() {
   return out;
 }
 
+const std::string& PidNamespaceTag() {
+  static const std::string tag = [] {
+    char buf[64];
+    ssize_t n = readlink("/proc/self/ns/pid", buf, sizeof buf - 1);
+    if (n <= 0) return std::string("0");
+    std::string s(buf, static_cast<size_t>(n));  // "pid:[4026531836]"
+    size_t open = s.find('['), close = s.find(']');
+    if (open == std::string::npos || close == std::string::npos) return std::string("0");
+    return s.substr(open + 1, close - open - 1);
+  }();
+  return tag;
+}
+
 std::string ReadWchan(pid_t pid) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/wchan", pid);

@@ -30,5 +30,8 @@ std::optional<ProcStat> ReadProcStat(pid_t pid);
 // Every numeric entry of /proc.
 std::vector<pid_t> ListPids();
 std::string ReadWchan(pid_t pid);  // "" when unknown; "0" is normalized to ""
+// The inode number of our PID namespace ("4026531836"), read once. PIDs mean something only
+// within one namespace: names and liveness checks that carry a PID carry this too.
+const std::string& PidNamespaceTag();
 
 }  // namespace corral

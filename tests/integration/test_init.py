@@ -531,7 +531,7 @@ def test_dumb_init_rewrite_to_zero_drops_the_signal(tmp_path, marker):
 @pytest.mark.parametrize("args", [[], ["--orphans", "sometimes", "--", "true"],
                                   ["--grace", "soon", "--", "true"], ["-e", "300", "--", "true"],
                                   ["-r", "TERM", "--", "true"], ["--bogus", "--", "true"],
-                                  ["--serve", "/tmp/x.sock", "--", "true"]])
+                                  ["--serve", "--", "true"]])
 def test_bad_usage_exits_125(args):
     r = subprocess.run([CORRAL, "init", *args], capture_output=True, timeout=10)
     assert r.returncode == 125, r.stderr
@@ -543,3 +543,26 @@ def test_help_explains_and_exits_0():
     assert r.returncode == 0
     for word in (b"--orphans", b"-g", b"subreaper", b"128+N", b"ENTRYPOINT"):
         assert word in r.stdout
+
+
+# --- --serve: the same PID 1 serves cells to the container's agent -----------------------------
+
+@pytest.mark.parametrize("mode", MODES)
+def test_serve_runs_cells_and_ends_them_with_cmd(mode, tmp_path, marker):
+    os.chmod(tmp_path, 0o755)
+    sock = str(tmp_path / "corral.sock")
+    with start_init(mode, ["--serve", sock, "--metrics", "127.0.0.1:0"],
+                    [PAYLOAD, "sleep", "2", "+", "exit", "7"], tmp_path, marker) as init:
+        wait_until(lambda: os.path.exists(sock), what="init to listen")
+        env = dict(os.environ, CORRAL_SOCKET=sock)
+        r = subprocess.run([CORRAL, "exec", "--json", "--", PAYLOAD, "setsid-escape", "60", "+",
+                            "echo", "served"], capture_output=True, env=env, timeout=30)
+        res = json.loads(r.stdout)
+        assert res["stdout"] == "served\n" and res["exit_code"] == 0
+        assert res["leftover"]["killed"] == 1
+        cid = subprocess.run([CORRAL, "start", "--", PAYLOAD, "sleep", "60"], capture_output=True,
+                             env=env, timeout=30).stdout.decode().strip()
+        assert cid.startswith("d-")
+        # CMD exits 7 after 2 s: the long cell ends with it and init exits with CMD's code.
+        assert init.wait(30) == 7
+    assert not os.path.exists(sock)
