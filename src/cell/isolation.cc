@@ -149,7 +149,13 @@ Result<std::string> ResolvePath(const std::string& flag, const std::string& p,
   else if (abs.empty() || abs[0] != '/') abs = cwd + "/" + abs;
   char buf[PATH_MAX];
   if (realpath(abs.c_str(), buf) == nullptr) {
-    return Error::FromErrno(errno, flag, p);
+    Error e = Error::FromErrno(errno, flag, p);
+    if (IsUnder(abs, "/tmp") || IsUnder(abs, "/dev/shm")) {
+      return Error::Msg(e.message() + " (and /tmp, /dev/shm are a private tmpfs in an isolated "
+                                      "cell: name a path outside them)",
+                        e.code());
+    }
+    return e;
   }
   return std::string(buf);
 }
@@ -564,12 +570,8 @@ std::vector<IsolationPart> ProbeIsolation() {
                    have_ms ? "mount_setattr(AT_RECURSIVE, MOUNT_ATTR_RDONLY)"
                            : "no mount_setattr: needs Linux 5.12 or later"});
   int sc = prctl(PR_GET_SECCOMP, 0, 0, 0, 0);
-  bool have_filter = !(syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, nullptr) < 0 &&
-                       (errno == ENOSYS || errno == EINVAL));
-  {
-    uint32_t action = SECCOMP_RET_ERRNO;
-    have_filter = syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action) == 0;
-  }
+  uint32_t action = SECCOMP_RET_ERRNO;  // filters exist when this action is known
+  bool have_filter = syscall(SYS_seccomp, SECCOMP_GET_ACTION_AVAIL, 0, &action) == 0;
   parts.push_back({"seccomp filter", sc >= 0 && have_filter,
                    sc < 0 ? "kernel without CONFIG_SECCOMP"
                    : !have_filter
