@@ -733,8 +733,9 @@ std::optional<std::string> ParseIsolationJson(const nlohmann::json& j, Isolation
 
 nlohmann::json IsolationToJson(const Isolation& iso) {
   if (!iso.enabled) return false;
+  // The resolved form: the profile's paths are already in the lists, so naming the profile
+  // again would add them twice when this is parsed back.
   nlohmann::json j = nlohmann::json::object();
-  if (!iso.profile.empty()) j["profile"] = iso.profile;
   j["net"] = iso.net == NetMode::kNone ? "none" : "host";
   j["rw"] = iso.rw;
   j["ro"] = iso.ro;

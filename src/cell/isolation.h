@@ -115,6 +115,7 @@ Result<Isolation> LoadProfile(const std::string& name);
 // Fields given override the profile's; lists are added to it. Returns an error sentence that
 // names the field ("isolate.net must be \"none\" or \"host\"").
 std::optional<std::string> ParseIsolationJson(const nlohmann::json& j, Isolation* out);
+// The resolved form (no "profile": its paths are in the lists); parses back to the same.
 nlohmann::json IsolationToJson(const Isolation& iso);
 
 }  // namespace corral
