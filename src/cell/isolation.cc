@@ -64,26 +64,57 @@ struct Denied {
   long nr;
   const char* name;
 };
-#define CORRAL_DENY(x) {__NR_##x, #x}
+#define CORRAL_DENY(x) \
+  { __NR_##x, #x }
 // Calls an agent's tool never needs, each a privilege or kernel-attack-surface escalation:
 // debugging other processes, changing the mount tree, loading code into the kernel, keyrings,
 // namespaces, the machine's clock, power and swap, raw I/O ports, file handles (which bypass
 // the mount tree), userfaultfd and io_uring (common exploit primitives).
 const Denied kDenied[] = {
-    CORRAL_DENY(ptrace), CORRAL_DENY(process_vm_readv), CORRAL_DENY(process_vm_writev),
-    CORRAL_DENY(mount), CORRAL_DENY(umount2), CORRAL_DENY(pivot_root), CORRAL_DENY(chroot),
-    CORRAL_DENY(mount_setattr), CORRAL_DENY(move_mount), CORRAL_DENY(open_tree),
-    CORRAL_DENY(fsopen), CORRAL_DENY(fsconfig), CORRAL_DENY(fsmount), CORRAL_DENY(fspick),
-    CORRAL_DENY(kexec_load), CORRAL_DENY(kexec_file_load), CORRAL_DENY(init_module),
-    CORRAL_DENY(finit_module), CORRAL_DENY(delete_module), CORRAL_DENY(bpf),
-    CORRAL_DENY(perf_event_open), CORRAL_DENY(keyctl), CORRAL_DENY(add_key),
-    CORRAL_DENY(request_key), CORRAL_DENY(setns), CORRAL_DENY(reboot), CORRAL_DENY(swapon),
-    CORRAL_DENY(swapoff), CORRAL_DENY(open_by_handle_at), CORRAL_DENY(userfaultfd),
-    CORRAL_DENY(acct), CORRAL_DENY(quotactl), CORRAL_DENY(syslog), CORRAL_DENY(settimeofday),
-    CORRAL_DENY(clock_settime), CORRAL_DENY(clock_adjtime), CORRAL_DENY(vhangup),
-    CORRAL_DENY(io_uring_setup), CORRAL_DENY(io_uring_enter), CORRAL_DENY(io_uring_register),
+    CORRAL_DENY(ptrace),
+    CORRAL_DENY(process_vm_readv),
+    CORRAL_DENY(process_vm_writev),
+    CORRAL_DENY(mount),
+    CORRAL_DENY(umount2),
+    CORRAL_DENY(pivot_root),
+    CORRAL_DENY(chroot),
+    CORRAL_DENY(mount_setattr),
+    CORRAL_DENY(move_mount),
+    CORRAL_DENY(open_tree),
+    CORRAL_DENY(fsopen),
+    CORRAL_DENY(fsconfig),
+    CORRAL_DENY(fsmount),
+    CORRAL_DENY(fspick),
+    CORRAL_DENY(kexec_load),
+    CORRAL_DENY(kexec_file_load),
+    CORRAL_DENY(init_module),
+    CORRAL_DENY(finit_module),
+    CORRAL_DENY(delete_module),
+    CORRAL_DENY(bpf),
+    CORRAL_DENY(perf_event_open),
+    CORRAL_DENY(keyctl),
+    CORRAL_DENY(add_key),
+    CORRAL_DENY(request_key),
+    CORRAL_DENY(setns),
+    CORRAL_DENY(reboot),
+    CORRAL_DENY(swapon),
+    CORRAL_DENY(swapoff),
+    CORRAL_DENY(open_by_handle_at),
+    CORRAL_DENY(userfaultfd),
+    CORRAL_DENY(acct),
+    CORRAL_DENY(quotactl),
+    CORRAL_DENY(syslog),
+    CORRAL_DENY(settimeofday),
+    CORRAL_DENY(clock_settime),
+    CORRAL_DENY(clock_adjtime),
+    CORRAL_DENY(vhangup),
+    CORRAL_DENY(io_uring_setup),
+    CORRAL_DENY(io_uring_enter),
+    CORRAL_DENY(io_uring_register),
 #if defined(__x86_64__)
-    CORRAL_DENY(iopl), CORRAL_DENY(ioperm), CORRAL_DENY(uselib),
+    CORRAL_DENY(iopl),
+    CORRAL_DENY(ioperm),
+    CORRAL_DENY(uselib),
 #endif
 };
 #undef CORRAL_DENY
@@ -132,11 +163,13 @@ std::string UserNsHint() {
   long clone = ReadLong("/proc/sys/kernel/unprivileged_userns_clone", -1);
   long apparmor = ReadLong("/proc/sys/kernel/apparmor_restrict_unprivileged_userns", -1);
   if (max == 0) return "user namespaces are disabled: sysctl user.max_user_namespaces=15000";
-  if (clone == 0) return "unprivileged user namespaces are disabled: sysctl "
-                         "kernel.unprivileged_userns_clone=1";
-  if (apparmor == 1) return "AppArmor restricts unprivileged user namespaces: sysctl "
-                            "kernel.apparmor_restrict_unprivileged_userns=0, or run through the "
-                            "root daemon";
+  if (clone == 0)
+    return "unprivileged user namespaces are disabled: sysctl "
+           "kernel.unprivileged_userns_clone=1";
+  if (apparmor == 1)
+    return "AppArmor restricts unprivileged user namespaces: sysctl "
+           "kernel.apparmor_restrict_unprivileged_userns=0, or run through the "
+           "root daemon";
   return "run as root, or through the root daemon (`corral exec --isolate`), or enable "
          "unprivileged user namespaces";
 }
@@ -145,14 +178,17 @@ std::string UserNsHint() {
 Result<std::string> ResolvePath(const std::string& flag, const std::string& p,
                                 const std::string& cwd) {
   std::string abs = p;
-  if (abs == ".") abs = cwd;
-  else if (abs.empty() || abs[0] != '/') abs = cwd + "/" + abs;
+  if (abs == ".")
+    abs = cwd;
+  else if (abs.empty() || abs[0] != '/')
+    abs = cwd + "/" + abs;
   char buf[PATH_MAX];
   if (realpath(abs.c_str(), buf) == nullptr) {
     Error e = Error::FromErrno(errno, flag, p);
     if (IsUnder(abs, "/tmp") || IsUnder(abs, "/dev/shm")) {
-      return Error::Msg(e.message() + " (and /tmp, /dev/shm are a private tmpfs in an isolated "
-                                      "cell: name a path outside them)",
+      return Error::Msg(e.message() +
+                            " (and /tmp, /dev/shm are a private tmpfs in an isolated "
+                            "cell: name a path outside them)",
                         e.code());
     }
     return e;
@@ -219,7 +255,7 @@ Result<std::unique_ptr<IsolationPlan>> PrepareIsolation(const Isolation& iso,
   char here[PATH_MAX];
   if (getcwd(here, sizeof here) == nullptr) return Error::FromErrno("getcwd");
   plan->chdir_to = here;
-  std::string cell_cwd = cwd.empty() ? std::string(here)
+  std::string cell_cwd = cwd.empty()     ? std::string(here)
                          : cwd[0] == '/' ? cwd
                                          : std::string(here) + "/" + cwd;
 
@@ -274,7 +310,8 @@ Result<std::unique_ptr<IsolationPlan>> PrepareIsolation(const Isolation& iso,
       if (!shared && IsUnder(r, priv) && r != priv) {
         return Error::Msg(std::string("isolation: ") + flag + " " + r + ": " + priv +
                               " is a private tmpfs in an isolated cell; name a path outside it, "
-                              "or --rw " + priv + " to share the host's",
+                              "or --rw " +
+                              priv + " to share the host's",
                           EINVAL);
       }
     }
@@ -312,7 +349,8 @@ Result<std::unique_ptr<IsolationPlan>> PrepareIsolation(const Isolation& iso,
     plan->landlock_abi = LandlockAbi();
     if (plan->landlock_abi > 0) {
       uint64_t all = LandlockWriteRights(plan->landlock_abi);
-      uint64_t dev = LANDLOCK_ACCESS_FS_WRITE_FILE | (plan->landlock_abi >= 3 ? kLandlockTruncate : 0);
+      uint64_t dev =
+          LANDLOCK_ACCESS_FS_WRITE_FILE | (plan->landlock_abi >= 3 ? kLandlockTruncate : 0);
       plan->landlock_handled = all;
       plan->landlock_rules.push_back({"/tmp", all});
       plan->landlock_rules.push_back({"/dev/shm", all});
@@ -333,8 +371,9 @@ std::string IsolationHint(const std::string& what, int err) {
     if (geteuid() != 0 && (err == EPERM || err == ENOSPC || err == EUSERS || err == EACCES)) {
       return UserNsHint();
     }
-    if (err == EINVAL) return "the kernel lacks a namespace type (CONFIG_PID_NS, CONFIG_NET_NS, "
-                              "CONFIG_IPC_NS, CONFIG_UTS_NS, CONFIG_USER_NS); see `corral doctor`";
+    if (err == EINVAL)
+      return "the kernel lacks a namespace type (CONFIG_PID_NS, CONFIG_NET_NS, "
+             "CONFIG_IPC_NS, CONFIG_UTS_NS, CONFIG_USER_NS); see `corral doctor`";
     if (err == EPERM) return "creating namespaces needs CAP_SYS_ADMIN (root) or user namespaces";
     return "";
   }
@@ -550,9 +589,9 @@ std::vector<IsolationPart> ProbeIsolation() {
       int e = code - 1;
       std::string why = std::string(strerror(e)) + "; " +
                         (e == EINVAL ? std::string("kernel without ") + config
-                                     : root ? std::string("not permitted here (a container "
-                                                          "without CAP_SYS_ADMIN?)")
-                                            : UserNsHint());
+                         : root      ? std::string("not permitted here (a container "
+                                                        "without CAP_SYS_ADMIN?)")
+                                     : UserNsHint());
       parts.push_back({name, false, why});
     }
   };
@@ -580,8 +619,9 @@ std::vector<IsolationPart> ProbeIsolation() {
                              " BPF instructions, EPERM"});
   int abi = LandlockAbi();
   parts.push_back({"landlock", abi > 0,
-                   abi > 0 ? "ABI " + std::to_string(abi) + ": writes only beneath --rw, /tmp, "
-                                                            "/dev/shm and a few devices"
+                   abi > 0 ? "ABI " + std::to_string(abi) +
+                                 ": writes only beneath --rw, /tmp, "
+                                 "/dev/shm and a few devices"
                            : std::string("not available (") + strerror(errno) +
                                  "): enable CONFIG_SECURITY_LANDLOCK and add landlock to the lsm= "
                                  "boot parameter; the mounts enforce the same paths without it"});
@@ -589,7 +629,8 @@ std::vector<IsolationPart> ProbeIsolation() {
   auto max_ns = ReadSmallFile("/proc/sys/user/max_user_namespaces");
   if (!root) {
     parts.push_back({"identity", true,
-                     "uid " + std::to_string(geteuid()) + " mapped to itself; max_user_namespaces " +
+                     "uid " + std::to_string(geteuid()) +
+                         " mapped to itself; max_user_namespaces " +
                          (max_ns.ok() ? Trim(max_ns.value()) : std::string("?"))});
   }
   return parts;
@@ -652,9 +693,9 @@ Result<Isolation> LoadProfile(const std::string& name) {
       iso.enabled = true;
       const auto& p = profiles[name];
       if (p.is_object() && p.contains("profile")) {
-        return Error::Msg("profiles file " + path + ": profile " + name +
-                              " may not name another profile",
-                          EINVAL);
+        return Error::Msg(
+            "profiles file " + path + ": profile " + name + " may not name another profile",
+            EINVAL);
       }
       if (auto err = ParseIsolationJson(p, &iso)) {
         return Error::Msg("profiles file " + path + ", profile " + name + ": " + *err, EINVAL);
@@ -676,9 +717,8 @@ Result<Isolation> LoadProfile(const std::string& name) {
         if (known.find(it.key()) == std::string::npos) known += ", " + it.key();
       }
     }
-    return Error::Msg("no isolation profile '" + name + "' (known: " + known + "; file " + path +
-                          ")",
-                      ENOENT);
+    return Error::Msg(
+        "no isolation profile '" + name + "' (known: " + known + "; file " + path + ")", ENOENT);
   }
   return iso;
 }
@@ -710,9 +750,12 @@ std::optional<std::string> ParseIsolationJson(const nlohmann::json& j, Isolation
     if (k == "profile") {
       continue;
     } else if (k == "net") {
-      if (v == "none") out->net = NetMode::kNone;
-      else if (v == "host") out->net = NetMode::kHost;
-      else err = "isolate.net must be \"none\" or \"host\"";
+      if (v == "none")
+        out->net = NetMode::kNone;
+      else if (v == "host")
+        out->net = NetMode::kHost;
+      else
+        err = "isolate.net must be \"none\" or \"host\"";
     } else if (k == "rw") {
       err = StringList(v, "rw", &out->rw);
     } else if (k == "ro") {
@@ -720,10 +763,13 @@ std::optional<std::string> ParseIsolationJson(const nlohmann::json& j, Isolation
     } else if (k == "hide") {
       err = StringList(v, "hide", &out->hide);
     } else if (k == "seccomp" || k == "landlock") {
-      if (!v.is_boolean()) err = "isolate." + k + " must be true or false";
-      else (k == "seccomp" ? out->seccomp : out->landlock) = v.get<bool>();
+      if (!v.is_boolean())
+        err = "isolate." + k + " must be true or false";
+      else
+        (k == "seccomp" ? out->seccomp : out->landlock) = v.get<bool>();
     } else {
-      err = "isolate." + k + " is not a known field (profile, net, rw, ro, hide, seccomp, "
+      err = "isolate." + k +
+            " is not a known field (profile, net, rw, ro, hide, seccomp, "
             "landlock)";
     }
     if (err) return err;

@@ -60,7 +60,7 @@ struct IsolationPlan {
   std::vector<MountOp> mounts;
   std::string chdir_to;  // the parent's cwd: re-entered through the new mount tree
   bool lo_up = false;
-  int cap_last = -1;     // bounding set 0..cap_last dropped; -1: keep
+  int cap_last = -1;  // bounding set 0..cap_last dropped; -1: keep
 
   std::vector<sock_filter> seccomp;  // empty: none
 

@@ -36,7 +36,9 @@ int UnderFilter(Fn fn) {
 TEST(IsolationSeccomp, RefusesPtraceMountAndNamespacesWithEperm) {
   EXPECT_EQ(UnderFilter([] { return ptrace(PTRACE_TRACEME, 0, nullptr, nullptr) < 0 ? errno : 0; }),
             EPERM);
-  EXPECT_EQ(UnderFilter([] { return syscall(SYS_mount, "x", "/mnt", "tmpfs", 0, nullptr) < 0 ? errno : 0; }),
+  EXPECT_EQ(UnderFilter([] {
+              return syscall(SYS_mount, "x", "/mnt", "tmpfs", 0, nullptr) < 0 ? errno : 0;
+            }),
             EPERM);
   EXPECT_EQ(UnderFilter([] { return unshare(CLONE_NEWUSER) < 0 ? errno : 0; }), EPERM);
   EXPECT_EQ(UnderFilter([] { return syscall(SYS_clone3, nullptr, 0) < 0 ? errno : 0; }), ENOSYS);
