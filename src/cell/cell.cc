@@ -201,6 +201,7 @@ void Cell::Launch() {
   req.uid = spec_.uid;
   req.gid = spec_.gid;
   req.groups = spec_.groups;
+  req.isolation = &spec_.isolation;
 
   UniqueFd stdin_keep;
   int out_fd = 1, err_fd = 2;

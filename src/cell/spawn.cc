@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "cell/isolation.h"
 #include "sys/pidfd.h"
 
 #if defined(__x86_64__)
@@ -40,7 +41,7 @@ struct CloneArgs {
 
 enum class Stage : int {
   kNone = 0, kSetsid, kJoinCgroup, kStdin, kStdout, kStderr, kChdir, kRlimit, kSetgroups,
-  kSetgid, kSetuid, kCloseRange, kSigmask, kExec,
+  kSetgid, kSetuid, kCloseRange, kSigmask, kExec, kIsolate,
 };
 
 const char* StageName(Stage s) {
@@ -59,6 +60,7 @@ const char* StageName(Stage s) {
     case Stage::kCloseRange: return "close_range";
     case Stage::kSigmask: return "sigprocmask";
     case Stage::kExec: return "exec";
+    case Stage::kIsolate: return "isolate";
   }
   return "spawn";
 }
@@ -76,6 +78,10 @@ struct ChildArgs {
   size_t njoin;
   Stage stage;
   int err;
+  // Isolated cells: the plan, and which of its steps failed (static text, a path of the plan).
+  const IsolationPlan* iso;
+  const char* iso_what;
+  const char* iso_object;
 };
 
 // Runs in the child, on its own stack, sharing the parent's memory: async-signal-safe system
@@ -91,6 +97,10 @@ int ChildMain(void* p) {
   if (r.new_session && setsid() < 0) return fail(Stage::kSetsid);
   for (size_t i = 0; i < a->njoin; ++i) {
     if (write(a->join_fds[i], "0", 1) != 1) return fail(Stage::kJoinCgroup);
+  }
+  // Isolation, part 1 (isolation.cc): user map, mounts, loopback, capabilities.
+  if (a->iso != nullptr && !IsolateEnter(*a->iso, &a->iso_what, &a->iso_object)) {
+    return fail(Stage::kIsolate);
   }
   if (r.stdin_fd != 0 && dup2(r.stdin_fd, 0) < 0) return fail(Stage::kStdin);
   if (r.stdout_fd != 1 && dup2(r.stdout_fd, 1) < 0) return fail(Stage::kStdout);
@@ -110,6 +120,10 @@ int ChildMain(void* p) {
     if (setgroups(a->ngroups, a->groups) < 0) return fail(Stage::kSetgroups);
     if (setgid(static_cast<gid_t>(r.gid)) < 0) return fail(Stage::kSetgid);
     if (setuid(static_cast<uid_t>(r.uid)) < 0) return fail(Stage::kSetuid);
+  }
+  // Isolation, part 2: no new privileges, Landlock, seccomp (last: it refuses mount).
+  if (a->iso != nullptr && !IsolateLockDown(*a->iso, &a->iso_what, &a->iso_object)) {
+    return fail(Stage::kIsolate);
   }
   // Nothing of ours but 0, 1, 2 may survive exec (Linux 5.9; older kernels: close one by one).
   if (syscall(SYS_close_range, 3U, ~0U, 0U) < 0) {
@@ -154,6 +168,13 @@ std::vector<char*> CStrings(const std::vector<std::string>& v) {
   return out;
 }
 
+// The clone of an isolated cell failed: say that isolation is what the kernel refused.
+Error IsolationCloneError(int err, const char* call) {
+  Error e = Error::FromErrno(err, std::string(call) + " with namespaces (isolation)");
+  std::string hint = IsolationHint("clone", err);
+  return hint.empty() ? e : Error::Msg(e.message() + " (" + hint + ")", err);
+}
+
 }  // namespace
 
 const char* SpawnMechanism() {
@@ -175,8 +196,17 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
   std::vector<int> join_fds = req.join_fds;
   UniqueFd unified_procs;  // fallback: the child writes itself into the cgroup2 directory
 
+  std::unique_ptr<IsolationPlan> iso;
+  if (req.isolation != nullptr && req.isolation->enabled) {
+    auto plan = PrepareIsolation(*req.isolation, req.cwd, req.uid);
+    if (!plan.ok()) return plan.error();
+    iso = std::move(plan).value();
+  }
+  uint64_t ns_flags = iso ? iso->clone_flags : 0;
+
   ChildArgs args{};
   args.req = &req;
+  args.iso = iso.get();
   args.path = req.path.c_str();
   args.argv = argv.data();
   args.envp = envp.data();
@@ -194,7 +224,7 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
 #ifdef CORRAL_HAVE_CLONE3_ASM
   if (g_mechanism != Mechanism::kClone) {
     CloneArgs ca{};
-    ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
+    ca.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD | ns_flags;
     ca.pidfd = reinterpret_cast<uint64_t>(&pidfd);
     ca.exit_signal = SIGCHLD;
     ca.stack = reinterpret_cast<uint64_t>(stack_top - 64 * 1024 + 4096);
@@ -206,10 +236,12 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
     args.join_fds = join_fds.data();
     args.njoin = join_fds.size();
     pid = corral_clone3(&ca, sizeof ca, ChildMain, &args);
-    if (pid == -ENOSYS || pid == -E2BIG || (pid == -EINVAL && req.cgroup_dir_fd >= 0)) {
+    if (pid == -ENOSYS || pid == -E2BIG ||
+        (pid == -EINVAL && req.cgroup_dir_fd >= 0 && ns_flags == 0)) {
       g_mechanism = Mechanism::kClone;  // this kernel cannot: fall back, once and for all
     } else if (pid < 0) {
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      if (iso) return IsolationCloneError(static_cast<int>(-pid), "clone3");
       return Error::FromErrno(static_cast<int>(-pid), "clone3");
     } else {
       g_mechanism = Mechanism::kClone3;
@@ -229,11 +261,13 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
     }
     args.join_fds = join_fds.data();
     args.njoin = join_fds.size();
-    pid = clone(ChildMain, stack_top, CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &args,
+    pid = clone(ChildMain, stack_top,
+                CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD | static_cast<int>(ns_flags), &args,
                 &pidfd);
     if (pid < 0) {
       int e = errno;
       pthread_sigmask(SIG_SETMASK, &old, nullptr);
+      if (iso) return IsolationCloneError(e, "clone");
       return Error::FromErrno(e, "clone");
     }
   }
@@ -246,6 +280,12 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
     // The child has already exited (the vfork wake-up came from its exit): reap it.
     (void)WaitPidfd(out.pidfd.get(), 0);
     if (failure != nullptr) failure->exec_failed = args.stage == Stage::kExec;
+    if (args.stage == Stage::kIsolate) {
+      Error e = Error::FromErrno(args.err, args.iso_what,
+                                 args.iso_object != nullptr ? args.iso_object : "");
+      std::string hint = IsolationHint(args.iso_what, args.err);
+      return hint.empty() ? e : Error::Msg(e.message() + " (" + hint + ")", args.err);
+    }
     std::string object = args.stage == Stage::kExec    ? req.path
                          : args.stage == Stage::kChdir ? req.cwd
                                                        : std::string();

@@ -28,6 +28,8 @@
 
 namespace corral {
 
+struct Isolation;
+
 struct SpawnRequest {
   std::string path;                // executable, already resolved (see ResolveExecutable)
   std::vector<std::string> argv;   // argv[0] included
@@ -44,6 +46,9 @@ struct SpawnRequest {
   long uid = -1;
   long gid = -1;
   std::vector<unsigned> groups;
+  // Isolated cell (cell/isolation.h): namespaces added to the clone, set-up steps in the child.
+  // nullptr or !enabled: none.
+  const Isolation* isolation = nullptr;
 };
 
 struct Spawned {

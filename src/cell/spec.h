@@ -19,6 +19,23 @@ struct Limits {
   bool any() const { return memory_bytes != 0 || pids != 0 || cpu_s > 0; }
 };
 
+// Isolation of a cell (docs/isolation.md): namespaces, a read-only view of the host, writable
+// paths only where granted, loopback-only network, no new privileges, a seccomp deny-list and
+// Landlock rules mirroring the writable paths. Off unless `enabled`; every part asked for is
+// either set up or the spawn fails (exit 125) with the part named: never a silent downgrade.
+// JSON form (daemon protocol, MCP, queue): see ParseIsolationJson in cell/isolation.h.
+enum class NetMode { kNone, kHost };
+struct Isolation {
+  bool enabled = false;
+  NetMode net = NetMode::kNone;    // kNone: a new network namespace with `lo` only
+  std::vector<std::string> rw;     // writable (bind-mounted read-write); "." is the cell's cwd
+  std::vector<std::string> ro;     // read-only again (e.g. a .git inside a --rw path)
+  std::vector<std::string> hide;   // covered: an empty read-only tmpfs (dir), /dev/null (file)
+  bool seccomp = true;             // the default deny-list (ptrace, mount, bpf, kexec, ...)
+  bool landlock = true;            // when the kernel has it (doctor says); mounts enforce anyway
+  std::string profile;             // the profile it came from, for messages; empty: flags only
+};
+
 enum class StdinMode { kInherit, kNull, kFile, kBytes };
 // kStream copies the tree's output to our own stdout/stderr as it comes, through pipes of our
 // own: a process stuck in D state then holds only our pipe, never the caller's, so the caller
@@ -42,6 +59,7 @@ struct CellSpec {
   long uid = -1;                  // run as this identity (daemon, root callers); -1: ours
   long gid = -1;
   std::vector<unsigned> groups;
+  Isolation isolation;
 };
 
 enum class CellState { kExited, kTimedOut, kKilled, kCancelled, kFailedToStart };

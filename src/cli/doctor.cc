@@ -15,6 +15,9 @@
 #include "sys/pidfd.h"
 
 namespace corral::cli {
+
+void PrintIsolationSupport();  // doctor_isolation.cc
+
 namespace {
 
 std::string Join(const std::vector<std::string>& v) {
@@ -103,6 +106,7 @@ int Doctor(int argc, char** argv) {
       break;
   }
   std::printf("spawn             %s\n", SpawnMechanism());
+  PrintIsolationSupport();
   return 0;
 }
 

@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "cell/isolation.h"
+
 namespace corral::cli {
 
 std::optional<int64_t> ParseDurationNs(const std::string& s) {
@@ -46,6 +48,11 @@ std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_cont
                                           CellFlags* out) {
   CellSpec& spec = out->spec;
   std::string shell;
+  // Isolation flags are collected first and applied over the profile after the loop, so that
+  // their order on the command line does not matter.
+  bool isolate = false, no_seccomp = false, no_landlock = false;
+  std::string profile, net;
+  std::vector<std::string> rw, ro, hide;
   int i = 1;
   for (; i < argc; ++i) {
     std::string arg = argv[i];
@@ -139,6 +146,22 @@ std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_cont
       err = need(&shell);
     } else if (name == "--json") {
       out->json = true;
+    } else if (name == "--isolate") {
+      isolate = true;
+    } else if (name == "--profile") {
+      err = need(&profile);
+    } else if (name == "--net") {
+      err = need(&net);
+      if (!err && net != "none" && net != "host") err = "--net: '" + net + "' is not none or host";
+    } else if (name == "--rw" || name == "--ro" || name == "--hide") {
+      std::string v;
+      err = need(&v);
+      if (!err && v.empty()) err = name + " needs a path";
+      (name == "--rw" ? rw : name == "--ro" ? ro : hide).push_back(v);
+    } else if (name == "--no-seccomp") {
+      no_seccomp = true;
+    } else if (name == "--no-landlock") {
+      no_landlock = true;
     } else if (name == "--containment" && allow_containment) {
       err = need(&out->containment);
     } else if (name == "--socket" && !allow_containment) {
@@ -148,6 +171,24 @@ std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_cont
     }
     if (err) return err;
   }
+  if (!profile.empty()) {
+    auto p = LoadProfile(profile);
+    if (!p.ok()) return "--profile: " + p.error().message();
+    spec.isolation = std::move(p).value();
+  }
+  // Any isolation flag turns isolation on: asking for a part is asking for isolation.
+  if (isolate || !net.empty() || !rw.empty() || !ro.empty() || !hide.empty() || no_seccomp ||
+      no_landlock) {
+    spec.isolation.enabled = true;
+  }
+  if (net == "none") spec.isolation.net = NetMode::kNone;
+  if (net == "host") spec.isolation.net = NetMode::kHost;
+  Isolation& iso = spec.isolation;
+  iso.rw.insert(iso.rw.end(), rw.begin(), rw.end());
+  iso.ro.insert(iso.ro.end(), ro.begin(), ro.end());
+  iso.hide.insert(iso.hide.end(), hide.begin(), hide.end());
+  if (no_seccomp) iso.seccomp = false;
+  if (no_landlock) iso.landlock = false;
   if (!shell.empty()) {
     if (i < argc) return "give either --shell 'STRING' or a command after --, not both";
     spec.argv = {"/bin/sh", "-c", shell};

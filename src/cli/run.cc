@@ -42,6 +42,19 @@ the command ends or times out, reaped, and measured. No daemon needed.
   --containment MODE cgroup2 | cgroup1 | pgroup (default: the best this host offers; see
                      `corral doctor`)
 
+Isolation (docs/isolation.md; any of these turns it on):
+  --isolate          own PID, mount, IPC, UTS and network namespaces; the host's files read-only;
+                     private /tmp and /dev/shm; fresh /proc; no capabilities, no new privileges;
+                     seccomp deny-list (ptrace, mount, bpf, kexec, modules, ...); Landlock
+  --profile NAME     readonly | workspace (cwd writable) | network (workspace + host network),
+                     or one of /etc/corral/profiles.json ($CORRAL_PROFILES)
+  --rw PATH          writable inside the cell (repeatable; "." is the cell's cwd)
+  --ro PATH          read-only again, e.g. a .git inside a --rw path (repeatable)
+  --hide PATH        covered by an empty directory or /dev/null (repeatable)
+  --net none|host    loopback only (default when isolated) or the host's network
+  --no-seccomp, --no-landlock   leave out that part
+A part this host cannot give fails the call with exit 125 and says how to enable it.
+
 DUR: 500ms, 30s, 2m, 1h or plain seconds. BYTES: plain, or with K, M, G (powers of 1024).
 Processes still alive when CMD exits are killed at once (for commands that must outlive the
 call, use the daemon's `corral start`).
@@ -54,6 +67,7 @@ Examples:
   corral run --timeout 30s -- make test
   corral run --json --timeout 5s --memory 512M -- python3 tool.py
   corral run --pids 100 --shell 'curl -s example.com | wc -c'
+  corral run --profile workspace --timeout 5m -- make test
 )";
 
 void EnsureStdFds() {

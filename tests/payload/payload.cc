@@ -23,10 +23,24 @@
 //   cat                  copy stdin to stdout
 //   echo TEXT            print TEXT and a newline
 //   open-fds N           open N extra fds on /dev/null, then sleep 60
+//   try-ptrace           fork a child and PTRACE_ATTACH to it; print "ptrace ok" or the errno name
+//   try-mount            mount a tmpfs on /mnt; print "mount ok" or the errno name
+//   try-unshare-user     unshare(CLONE_NEWUSER); print "unshare ok" or the errno name
+//   net-ifaces           print the interface names of /proc/net/dev, one line
+//   connect-ip ADDR PORT TCP connect to an IPv4 address; print "connect ok" or the errno name
+//   write-file PATH      create PATH and write "x"; print "write ok" or the errno name
+//   count-procs          print how many processes /proc lists
+//   print-pid            print getpid()
 #include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sched.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/ptrace.h>
+#include <sys/socket.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -243,6 +257,61 @@ void RunMode(const std::vector<std::string>& a) {
     std::printf("pid=%d pgid=%d sid=%d ctty=%s\n", static_cast<int>(getpid()),
                 static_cast<int>(getpgrp()), static_cast<int>(getsid(0)), tty >= 0 ? "yes" : "no");
     if (tty >= 0) close(tty);
+  } else if (m == "try-ptrace") {
+    pid_t child = fork();
+    if (child == 0) {
+      pause();
+      _exit(0);
+    }
+    long r = ptrace(PTRACE_ATTACH, child, nullptr, nullptr);
+    std::printf("ptrace %s\n", r == 0 ? "ok" : strerrorname_np(errno));
+    kill(child, SIGKILL);
+    waitpid(child, nullptr, 0);
+  } else if (m == "try-mount") {
+    int r = mount("tmpfs", "/mnt", "tmpfs", 0, nullptr);
+    std::printf("mount %s\n", r == 0 ? "ok" : strerrorname_np(errno));
+  } else if (m == "try-unshare-user") {
+    int r = unshare(CLONE_NEWUSER);
+    std::printf("unshare %s\n", r == 0 ? "ok" : strerrorname_np(errno));
+  } else if (m == "net-ifaces") {
+    FILE* f = std::fopen("/proc/net/dev", "r");
+    std::string names;
+    char line[512];
+    while (f != nullptr && std::fgets(line, sizeof line, f) != nullptr) {
+      char* colon = std::strchr(line, ':');
+      if (colon == nullptr) continue;
+      *colon = '\0';
+      char* n = line;
+      while (*n == ' ') ++n;
+      names += (names.empty() ? "" : " ") + std::string(n);
+    }
+    if (f != nullptr) std::fclose(f);
+    std::printf("%s\n", names.c_str());
+  } else if (m == "connect-ip") {
+    int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(Num(a, 2)));
+    inet_pton(AF_INET, a.at(1).c_str(), &sa.sin_addr);
+    int r = connect(s, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    std::printf("connect %s\n", r == 0 ? "ok" : strerrorname_np(errno));
+    close(s);
+  } else if (m == "write-file") {
+    int fd = open(a.at(1).c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    bool ok = fd >= 0 && write(fd, "x", 1) == 1;
+    std::printf("write %s\n", ok ? "ok" : strerrorname_np(errno));
+    if (fd >= 0) close(fd);
+  } else if (m == "count-procs") {
+    int n = 0;
+    if (DIR* d = opendir("/proc")) {
+      while (dirent* e = readdir(d)) {
+        if (e->d_name[0] >= '0' && e->d_name[0] <= '9') ++n;
+      }
+      closedir(d);
+    }
+    std::printf("%d\n", n);
+  } else if (m == "print-pid") {
+    std::printf("%d\n", static_cast<int>(getpid()));
   } else {
     std::fprintf(stderr, "payload: unknown mode '%s'\n", m.c_str());
     std::exit(2);
