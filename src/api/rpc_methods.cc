@@ -12,6 +12,7 @@
 #include <memory>
 #include <set>
 
+#include "cell/isolation.h"
 #include "cell/result_json.h"
 #include "sys/clock.h"
 #include "sys/pidfd.h"
@@ -96,7 +97,7 @@ std::optional<RpcError> ResolveIdentity(const Caller& caller, const std::optiona
 std::optional<RpcError> ParseCellParams(const json& params, const Caller& caller, CellSpec* spec) {
   ParamReader p(params);
   p.RejectUnknown({"argv", "shell", "cwd", "env", "clear_env", "stdin", "timeout_s", "grace_s",
-                   "kill_wait_s", "max_output_bytes", "limits", "user"});
+                   "kill_wait_s", "max_output_bytes", "limits", "user", "isolate"});
   auto argv = p.StringArray("argv");
   auto shell = p.String("shell");
   auto cwd = p.String("cwd");
@@ -118,6 +119,11 @@ std::optional<RpcError> ParseCellParams(const json& params, const Caller& caller
   }
   auto user = p.String("user");
   if (!p.ok()) return p.error();
+  if (const json* iso = p.Raw("isolate")) {
+    if (auto err = ParseIsolationJson(*iso, &spec->isolation)) {
+      return RpcError::InvalidParams("params.isolate: " + *err);
+    }
+  }
   if (argv && shell) return RpcError::InvalidParams("give params.argv or params.shell, not both");
   if (shell) {
     spec->argv = {"/bin/sh", "-c", *shell};

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "api/socket_path.h"
+#include "cell/isolation.h"
 #include "cli/commands.h"
 #include "sys/fd.h"
 
@@ -73,6 +74,7 @@ jsonrpc::json SpecToParams(const CellSpec& spec) {
   if (spec.limits.pids != 0) limits["pids"] = spec.limits.pids;
   if (spec.limits.cpu_s > 0) limits["cpu_s"] = spec.limits.cpu_s;
   if (!limits.empty()) p["limits"] = limits;
+  if (spec.isolation.enabled) p["isolate"] = IsolationToJson(spec.isolation);
   return p;
 }
 
