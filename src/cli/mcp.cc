@@ -168,7 +168,8 @@ int Mcp(int argc, char** argv) {
   sigset_t stop = MakeSigset({SIGINT, SIGTERM, SIGHUP});
   if (!BlockSignals(MakeSigset({SIGINT, SIGTERM, SIGHUP, SIGPIPE})).ok()) return kExitCorralError;
 
-  // Pick the containment (cgroup2 > cgroup1 > pgroup) and clear cells a crashed server left.
+  // Pick the containment (cgroup2 > cgroup1 > pgroup); creating the host below also sweeps the
+  // cells that a crashed corral left behind.
   std::optional<ContainmentMode> forced;
   if (!flags.containment.empty()) {
     forced = ParseContainmentMode(flags.containment);
@@ -184,7 +185,6 @@ int Mcp(int argc, char** argv) {
                  config.error().message().c_str());
     return kExitCorralError;
   }
-  SweepOrphanedCells(*config);
 
   // One loop for everything; we are the subreaper of every tree we start.
   auto loop = EventLoop::Create();
