@@ -23,14 +23,14 @@ using jsonrpc::RpcError;
 
 namespace {
 
-constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kReadChunk = size_t{64} << 10;
 // While more than this is waiting to be written, requests are not read: a client that sends
 // without reading cannot make the server hold unbounded answers.
-constexpr size_t kOutputHighWater = 16 * 1024 * 1024;
+constexpr size_t kOutputHighWater = size_t{16} << 20;
 // After the last cell of a shutdown closed, how long a client that does not read gets to take
 // the remaining answers.
 constexpr int64_t kFlushTimeoutNs = 2 * kNsPerSec;
-constexpr uint64_t kDefaultReadBytes = 64 * 1024;
+constexpr uint64_t kDefaultReadBytes = uint64_t{64} << 10;
 constexpr double kMaxWaitS = 3600;
 constexpr double kDefaultWaitS = 30;
 
@@ -78,36 +78,35 @@ json ResultSchema() {
 }
 
 json CommandInputSchema() {
-  return {
-      {"type", "object"},
-      {"properties",
-       {{"command",
-         {{"type", "string"},
-          {"description", "a shell command line, run with /bin/sh -c (give this or argv)"}}},
-        {"argv",
-         {{"type", "array"},
-          {"items", {{"type", "string"}}},
-          {"minItems", 1},
-          {"description", "the program and its arguments, no shell (give this or command)"}}},
-        {"cwd", {{"type", "string"}, {"description", "working directory"}}},
-        {"env",
-         {{"type", "object"},
-          {"additionalProperties", {{"type", "string"}}},
-          {"description", "variables to set, on top of the few the server passes through"}}},
-        {"stdin", {{"type", "string"}, {"description", "bytes for stdin (default: empty)"}}},
-        {"timeout_s",
-         {{"type", "number"},
-          {"exclusiveMinimum", 0},
-          {"description",
-           "end the whole process tree after this many seconds (default: the server's)"}}},
-        {"max_output_bytes",
-         {{"type", "integer"},
-          {"minimum", 0},
-          {"description", "keep at most this many bytes per stream; the rest is counted"}}}}},
-      {"additionalProperties", false}};
+  return {{"type", "object"},
+          {"properties",
+           {{"command",
+             {{"type", "string"},
+              {"description", "a shell command line, run with /bin/sh -c (give this or argv)"}}},
+            {"argv",
+             {{"type", "array"},
+              {"items", {{"type", "string"}}},
+              {"minItems", 1},
+              {"description", "the program and its arguments, no shell (give this or command)"}}},
+            {"cwd", {{"type", "string"}, {"description", "working directory"}}},
+            {"env",
+             {{"type", "object"},
+              {"additionalProperties", {{"type", "string"}}},
+              {"description", "variables to set, on top of the few the server passes through"}}},
+            {"stdin", {{"type", "string"}, {"description", "bytes for stdin (default: empty)"}}},
+            {"timeout_s",
+             {{"type", "number"},
+              {"exclusiveMinimum", 0},
+              {"description",
+               "end the whole process tree after this many seconds (default: the server's)"}}},
+            {"max_output_bytes",
+             {{"type", "integer"},
+              {"minimum", 0},
+              {"description", "keep at most this many bytes per stream; the rest is counted"}}}}},
+          {"additionalProperties", false}};
 }
 
-json IdInputSchema(json extra = json::object(), json required = json::array({"id"})) {
+json IdInputSchema(const json& extra = json::object(), const json& required = json::array({"id"})) {
   json props = {{"id", {{"type", "string"}, {"description", "the id start_command returned"}}}};
   props.update(extra);
   return {{"type", "object"},
@@ -180,14 +179,16 @@ json ToolList(const McpOptions& o) {
       {{"name", "read_output"},
        {"title", "Read a command's output"},
        {"description",
-        "Reads a started command's stdout or stderr from a byte offset, at most max_bytes. "
+        "Reads a started command's stdout or stderr from a byte offset, at most max_bytes (pages "
+        "end "
+        "on a UTF-8 character boundary). "
         "Returns the data, next_offset for the next call, and whether the command is done "
         "(eof: nothing more will come)."},
        {"inputSchema",
-        IdInputSchema(
-            {{"stream", {{"type", "string"}, {"enum", {"stdout", "stderr"}}}},
-             {"offset", {{"type", "integer"}, {"minimum", 0}}},
-             {"max_bytes", {{"type", "integer"}, {"minimum", 1}, {"maximum", o.max_output_bytes}}}})},
+        IdInputSchema({{"stream", {{"type", "string"}, {"enum", {"stdout", "stderr"}}}},
+                       {"offset", {{"type", "integer"}, {"minimum", 0}}},
+                       {"max_bytes",
+                        {{"type", "integer"}, {"minimum", 1}, {"maximum", o.max_output_bytes}}}})},
        {"outputSchema",
         {{"type", "object"},
          {"properties",
@@ -222,34 +223,36 @@ json ToolList(const McpOptions& o) {
        {"inputSchema", IdInputSchema()},
        {"outputSchema", StatusSchema()},
        {"annotations", {{"destructiveHint", true}}}});
-  tools.push_back(
-      {{"name", "list_commands"},
-       {"title", "List commands"},
-       {"description",
-        "Lists the commands running now and the started commands that ended recently."},
-       {"inputSchema", {{"type", "object"}, {"properties", json::object()}}},
-       {"outputSchema",
-        {{"type", "object"},
-         {"properties",
-          {{"commands", {{"type", "array"}, {"items", SummarySchema()}}},
-           {"running", {{"type", "integer"}}},
-           {"max_concurrent", {{"type", "integer"}}}}},
-         {"required", {"commands", "running", "max_concurrent"}}}},
-       {"annotations", {{"readOnlyHint", true}}}});
+  tools.push_back({{"name", "list_commands"},
+                   {"title", "List commands"},
+                   {"description",
+                    "Lists the commands running now and the started commands that ended recently."},
+                   {"inputSchema", {{"type", "object"}, {"properties", json::object()}}},
+                   {"outputSchema",
+                    {{"type", "object"},
+                     {"properties",
+                      {{"commands", {{"type", "array"}, {"items", SummarySchema()}}},
+                       {"running", {{"type", "integer"}}},
+                       {"max_concurrent", {{"type", "integer"}}}}},
+                     {"required", {"commands", "running", "max_concurrent"}}}},
+                   {"annotations", {{"readOnlyHint", true}}}});
   return tools;
 }
 
 // A chunk [off, end) of captured output, with `end` moved back to the start of a UTF-8 sequence
-// it would cut (unless the chunk would become empty), so that each page is valid text on its
-// own. A sequence cut by the output cap itself stays cut.
+// it would cut, so that each page is valid text on its own. When that would leave the page
+// empty (max_bytes smaller than one character), `end` moves forward past the character instead.
+// A sequence cut by the output cap itself stays cut.
 size_t Utf8SafeEnd(const std::string& s, size_t off, size_t end) {
+  auto continuation = [&](size_t i) {
+    return i < s.size() && (static_cast<unsigned char>(s[i]) & 0xC0) == 0x80;
+  };
   if (end >= s.size()) return s.size();
   size_t e = end;
-  // Step back over continuation bytes (10xxxxxx), at most 3.
-  for (int i = 0; i < 3 && e > off && (static_cast<unsigned char>(s[e]) & 0xC0) == 0x80; ++i) {
-    --e;
-  }
-  return e > off ? e : end;
+  for (int i = 0; i < 3 && e > off && continuation(e); ++i) --e;  // at most 3 trailing bytes
+  if (e > off) return e;
+  for (int i = 0; i < 3 && continuation(end); ++i) ++end;
+  return end;
 }
 
 bool IsUnderDir(const std::string& path, const std::string& dir) {
@@ -261,8 +264,8 @@ bool IsUnderDir(const std::string& path, const std::string& dir) {
 }  // namespace
 
 std::vector<std::string> McpOptions::DefaultEnvPass() {
-  return {"PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LC_ALL", "LC_CTYPE", "TERM", "TZ",
-          "TMPDIR"};
+  return {"PATH",   "HOME",     "USER", "LOGNAME", "SHELL", "LANG",
+          "LC_ALL", "LC_CTYPE", "TERM", "TZ",      "TMPDIR"};
 }
 
 const std::vector<std::string>& McpServer::SupportedVersions() {
@@ -348,9 +351,9 @@ void McpServer::ProcessLines() {
   while (framer_.HasItem() && !shutting_down_) {
     LineFramer::Item item = framer_.Next();
     if (item.kind == LineFramer::Kind::kTooLong) {
-      Send(jsonrpc::MakeError(nullptr, RpcError::InvalidRequest(
-                                           "message larger than " +
-                                           std::to_string(options_.max_line_bytes) + " bytes")));
+      Send(jsonrpc::MakeError(
+          nullptr, RpcError::InvalidRequest("message larger than " +
+                                            std::to_string(options_.max_line_bytes) + " bytes")));
       continue;
     }
     // Blank lines between messages are tolerated (some clients send "\r\n\r\n").
@@ -502,15 +505,15 @@ json McpServer::InitializeResult(const jsonrpc::Request& req, std::optional<RpcE
   for (const std::string& v : supported) {
     if (v == *version) protocol_version_ = v;
   }
-  return {
-      {"protocolVersion", protocol_version_},
-      {"capabilities", {{"tools", {{"listChanged", false}}}}},
-      {"serverInfo", {{"name", "corral"}, {"title", "corral: contained commands"}, {"version", "0.1.0"}}},
-      {"instructions",
-       "Every command runs in a cell: its whole process tree is killed at its timeout, on "
-       "cancellation and when this server stops, and nothing it starts outlives it. Use "
-       "run_command for commands that finish within your tool timeout, start_command + "
-       "wait_command/read_output for longer ones."}};
+  return {{"protocolVersion", protocol_version_},
+          {"capabilities", {{"tools", {{"listChanged", false}}}}},
+          {"serverInfo",
+           {{"name", "corral"}, {"title", "corral: contained commands"}, {"version", "0.1.0"}}},
+          {"instructions",
+           "Every command runs in a cell: its whole process tree is killed at its timeout, on "
+           "cancellation and when this server stops, and nothing it starts outlives it. Use "
+           "run_command for commands that finish within your tool timeout, start_command + "
+           "wait_command/read_output for longer ones."}};
 }
 
 void McpServer::ReplyToolResult(const json& id, const json& structured) {
@@ -608,7 +611,8 @@ std::optional<std::string> McpServer::BuildSpec(const json& args, CellSpec* spec
       return "cwd `" + *cwd + "`: " + std::strerror(errno);
     }
     struct stat st {};
-    if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) return "cwd `" + *cwd + "` is not a directory";
+    if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode))
+      return "cwd `" + *cwd + "` is not a directory";
     dir = resolved;
   } else if (!options_.allow_cwd.empty()) {
     dir = options_.allow_cwd.front();  // the first allowed directory is the default
@@ -695,14 +699,15 @@ void McpServer::RunOrStart(const std::string& key, Pending pending, const json& 
   c.waiters.push_back(key);
   pending.command = cid;
   ++running_;
-  if (options_.verbose) std::fprintf(stderr, "corral mcp: %s: %s\n", cid.c_str(), DumpJson(c.argv).c_str());
+  if (options_.verbose)
+    std::fprintf(stderr, "corral mcp: %s: %s\n", cid.c_str(), DumpJson(c.argv).c_str());
 
   bool background = c.background;
   json progress = pending.progress_token;
   pending_[key] = std::move(pending);
   // The done callback runs from the loop, never inside Start(), so the record exists by then.
-  Cell* cell = host_->Start(std::move(spec),
-                            [this, cid](const CellResult& r) { OnCellDone(cid, r); });
+  Cell* cell =
+      host_->Start(std::move(spec), [this, cid](const CellResult& r) { OnCellDone(cid, r); });
   c.cell = cell;
   c.pid = cell->leader_pid();
   if (background) {
@@ -821,9 +826,8 @@ void McpServer::ReadOutput(const json& id, const json& args) {
 void McpServer::ListCommands(const json& id) {
   json list = json::array();
   for (const auto& [cid, c] : commands_) list.push_back(CommandSummary(c));
-  ReplyToolResult(id, {{"commands", list},
-                       {"running", running_},
-                       {"max_concurrent", options_.max_concurrent}});
+  ReplyToolResult(
+      id, {{"commands", list}, {"running", running_}, {"max_concurrent", options_.max_concurrent}});
 }
 
 json McpServer::CommandSummary(const Command& c) const {
@@ -871,8 +875,7 @@ void McpServer::OnCellDone(const std::string& command_id, const CellResult& r) {
   c.result = r;
   --running_;
   if (options_.verbose) {
-    std::fprintf(stderr, "corral mcp: %s ended: %s\n", command_id.c_str(),
-                 CellStateName(r.state));
+    std::fprintf(stderr, "corral mcp: %s ended: %s\n", command_id.c_str(), CellStateName(r.state));
   }
   std::vector<std::string> waiters = std::move(c.waiters);
   c.waiters.clear();
@@ -894,10 +897,16 @@ void McpServer::AnswerPending(const std::string& key, const Command& c) {
   if (it == pending_.end()) return;  // cancelled
   const Pending& p = it->second;
   switch (p.kind) {
-    case PendingKind::kRun: ReplyToolResult(p.id, ResultToJson(*c.result)); break;
-    case PendingKind::kStart: ReplyToolResult(p.id, CommandSummary(c)); break;
+    case PendingKind::kRun:
+      ReplyToolResult(p.id, ResultToJson(*c.result));
+      break;
+    case PendingKind::kStart:
+      ReplyToolResult(p.id, CommandSummary(c));
+      break;
     case PendingKind::kWait:
-    case PendingKind::kKill: ReplyToolResult(p.id, StatusOf(c)); break;
+    case PendingKind::kKill:
+      ReplyToolResult(p.id, StatusOf(c));
+      break;
   }
   DropPending(key);
 }

@@ -122,7 +122,8 @@ class McpServer {
   // Protocol.
   void HandleRequest(jsonrpc::Request& req);
   void HandleNotification(const jsonrpc::Request& req);
-  jsonrpc::json InitializeResult(const jsonrpc::Request& req, std::optional<jsonrpc::RpcError>* err);
+  jsonrpc::json InitializeResult(const jsonrpc::Request& req,
+                                 std::optional<jsonrpc::RpcError>* err);
   void CallTool(jsonrpc::Request& req);
   void ReplyToolResult(const jsonrpc::json& id, const jsonrpc::json& structured);
   void ReplyToolError(const jsonrpc::json& id, const std::string& message);
@@ -167,7 +168,7 @@ class McpServer {
 
   uint64_t next_command_ = 1;
   std::map<std::string, Command> commands_;
-  std::list<std::string> finished_order_;  // background commands that ended, oldest first
+  std::list<std::string> finished_order_;   // background commands that ended, oldest first
   std::map<std::string, Pending> pending_;  // key: the request id's JSON text
   size_t running_ = 0;
 

@@ -118,8 +118,10 @@ std::optional<std::string> ParseFlags(int argc, char** argv, McpFlags* f) {
       err = count(&o.keep_finished, 0);
     } else if (arg == "--max-output") {
       auto b = ParseBytes(value);
-      if (!b) err = arg + ": '" + value + "' is not a byte count (1024, 64K, 1M, 1G)";
-      else o.max_output_bytes = *b;
+      if (!b)
+        err = arg + ": '" + value + "' is not a byte count (1024, 64K, 1M, 1G)";
+      else
+        o.max_output_bytes = *b;
     } else if (arg == "--allow-cwd") {
       char resolved[PATH_MAX];
       if (realpath(value.c_str(), resolved) == nullptr) {
@@ -202,8 +204,7 @@ int Mcp(int argc, char** argv) {
   }
 
   // Serve stdin/stdout; shut down (tearing down every cell) on the stop signals.
-  McpServer server(loop->get(), host->get(), std::move(flags.options), STDIN_FILENO,
-                   STDOUT_FILENO);
+  McpServer server(loop->get(), host->get(), std::move(flags.options), STDIN_FILENO, STDOUT_FILENO);
   if (auto st = server.Start(); !st.ok()) {
     std::fprintf(stderr, "corral mcp: %s\n", st.error().message().c_str());
     return kExitCorralError;

@@ -305,3 +305,37 @@ def test_bad_flags_exit_125():
         assert r.stdout == b""
     r = subprocess.run([CORRAL, "mcp", "--help"], capture_output=True, timeout=10)
     assert r.returncode == 0 and b"mcpServers" in r.stdout
+
+
+def test_read_output_pages_never_split_a_utf8_character(server, marker):
+    server.initialize()
+    r = server.tool(1, "start_command", {"command": "printf 'a\\303\\251b'; sleep 60",
+                                         "env": {"CORRAL_TEST_MARK": marker}})
+    cid = r["result"]["structuredContent"]["id"]
+
+    def page(offset, n):
+        return server.tool(2, "read_output", {"id": cid, "offset": offset,
+                                               "max_bytes": n})["result"]["structuredContent"]
+
+    wait_until(lambda: page(0, 10)["data"] == "aéb", what="the output")
+    p = page(0, 2)  # would end inside é: stops before it
+    assert (p["data"], p["next_offset"]) == ("a", 1)
+    p = page(1, 1)  # é does not fit in 1 byte: returned whole rather than cut
+    assert (p["data"], p["next_offset"]) == ("é", 3)
+    p = page(1, 2)
+    assert (p["data"], p["next_offset"]) == ("é", 3)
+    k = server.tool(3, "kill_command", {"id": cid})["result"]["structuredContent"]
+    assert k["done"] and k["result"]["state"] == "cancelled"
+    assert not procs_with_env(marker)
+
+
+def test_ping_is_answered_while_commands_run(server, marker):
+    server.initialize()
+    server.send({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
+                 "params": {"name": "run_command",
+                            "arguments": {"command": "sleep 1",
+                                          "env": {"CORRAL_TEST_MARK": marker}}}})
+    t0 = time.monotonic()
+    assert server.call(1, "ping")["id"] == 1
+    assert time.monotonic() - t0 < 0.5
+    assert server.recv()["id"] == "slow"
