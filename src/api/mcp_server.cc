@@ -459,7 +459,9 @@ void McpServer::HandleNotification(const jsonrpc::Request& req) {
   auto it = pending_.find(key);
   if (it == pending_.end()) return;  // already answered, or never ours: ignore (spec)
   Pending& p = it->second;
-  if (p.kind == PendingKind::kRun) {
+  // A start_command cancelled before its answer went out would leave a command whose id the
+  // client never learnt: it is killed like a run_command.
+  if (p.kind == PendingKind::kRun || p.kind == PendingKind::kStart) {
     auto c = commands_.find(p.command);
     if (c != commands_.end() && c->second.cell != nullptr) c->second.cell->Cancel("cancelled");
   }

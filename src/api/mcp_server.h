@@ -14,12 +14,13 @@
 //
 // Protocol: `initialize` (version negotiation: the client's version when we speak it, else our
 // latest), `notifications/initialized`, `ping`, `tools/list`, `tools/call`,
-// `notifications/cancelled` (kills the cell of a cancelled run_command; a cancelled wait or kill
-// just stops waiting), `notifications/progress` every progress_interval for a request that
-// carries `_meta.progressToken`. Problems with a tool's arguments or with policy are tool results
-// with `isError: true`; only protocol problems (malformed JSON-RPC, unknown method or tool,
-// requests before `initialize`) are JSON-RPC errors. A response to a cancelled request is never
-// sent. Messages from the client that are responses (we send no requests) are ignored.
+// `notifications/cancelled` (kills the cell of a cancelled run_command, or of a start_command not
+// answered yet; a cancelled wait or kill just stops waiting), `notifications/progress` every
+// progress_interval for a request that carries `_meta.progressToken`. Problems with a tool's
+// arguments or with policy are tool results with `isError: true`; only protocol problems (malformed
+// JSON-RPC, unknown method or tool, requests before `initialize`) are JSON-RPC errors. A response
+// to a cancelled request is never sent. Messages from the client that are responses (we send no
+// requests) are ignored.
 //
 // Commands: run_command answers when its cell closes; start_command answers at once with an id
 // whose output stays readable (read_output, bounded by max_output_bytes per stream) and whose

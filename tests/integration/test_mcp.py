@@ -339,3 +339,27 @@ def test_ping_is_answered_while_commands_run(server, marker):
     assert server.call(1, "ping")["id"] == 1
     assert time.monotonic() - t0 < 0.5
     assert server.recv()["id"] == "slow"
+
+
+def test_fds_and_memory_stay_flat_over_many_calls(server):
+    server.initialize()
+    pid = server.proc.pid
+
+    def fds():
+        return len(os.listdir(f"/proc/{pid}/fd"))
+
+    def rss_kb():
+        with open(f"/proc/{pid}/status") as f:
+            return int(next(line for line in f if line.startswith("VmRSS:")).split()[1])
+
+    for i in range(20):
+        server.tool(i, "run_command", {"command": "echo x"})
+    fds0, rss0 = fds(), rss_kb()
+    for i in range(300):
+        r = server.tool(100 + i, "start_command" if i % 2 else "run_command",
+                        {"command": "echo x"})
+        assert r["result"]["isError"] is False
+    wait_until(lambda: server.tool(9999, "list_commands", {})["result"]["structuredContent"]
+               ["running"] == 0, what="the started commands to end")
+    assert fds() == fds0
+    assert rss_kb() < rss0 + 4096
