@@ -165,6 +165,24 @@ test('cancelling a call through an AbortSignal kills its tree', async () => {
   assertNoneLeft(marker);
 });
 
+test("the client's request timeout cancels the call and kills its tree", async () => {
+  const marker = newMarker();
+  const t0 = Date.now();
+  await assert.rejects(
+    run({ command: 'sleep 60 & sleep 60', env: { CORRAL_TEST_MARK: marker } }, { timeout: 500 }),
+    /timed out/,
+  );
+  assert.ok(Date.now() - t0 < 2000);
+  await waitUntil(() => procsWithEnv(marker).length === 0, 'the tree to be gone', 5000);
+  // With resetTimeoutOnProgress, the progress notifications keep a longer call alive.
+  const r = await run(
+    { command: 'sleep 1.2; echo done' },
+    { timeout: 500, resetTimeoutOnProgress: true, onprogress: () => {} },
+  );
+  assert.equal(r.structuredContent.stdout, 'done\n');
+  assertNoneLeft(marker);
+});
+
 test('twenty calls run concurrently', async () => {
   const marker = newMarker();
   const t0 = Date.now();
