@@ -8,6 +8,8 @@ scripts/install-deps.sh
 scripts/build.sh
 echo "== unit and in-process tests (ctest)"
 (cd build && ctest --output-on-failure -j1 --timeout 600)
+echo "== MCP against the official client (node --test)"
+(cd tests/mcp && CORRAL_BIN="$PWD/../../build/corral" node --test --test-concurrency=1)
 echo "== integration tests (pytest, real binary)"
 CORRAL_BIN="$PWD/build/corral" CORRAL_PAYLOAD="$PWD/build/corral-payload" \
   /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
