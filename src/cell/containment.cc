@@ -79,8 +79,11 @@ bool Has(const std::vector<std::string>& v, const std::string& s) {
   return std::find(v.begin(), v.end(), s) != v.end();
 }
 
+// Creates corral's root directory in a hierarchy, or checks that an existing one (made by root,
+// say) is ours to create cells in: EEXIST alone says nothing about permission.
 Status MakeDir(const std::string& path) {
   if (mkdir(path.c_str(), 0755) != 0 && errno != EEXIST) return Error::FromErrno("mkdir", path);
+  if (access(path.c_str(), W_OK) != 0) return Error::FromErrno("access(W_OK)", path);
   return Ok();
 }
 

@@ -231,3 +231,17 @@ def test_no_cell_directories_left_behind():
             left = [d for d in os.listdir(root)
                     if d.startswith("run-") and os.path.isdir(os.path.join(root, d))]
             assert left == [], left
+
+
+def test_unprivileged_user_falls_back_to_pgroup(marker):
+    import shutil
+    if os.geteuid() != 0 or shutil.which("setpriv") is None:
+        pytest.skip("needs root and setpriv to act as an unprivileged user")
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", CORRAL,
+                        "run", "--json", "--timeout", "300ms", "--env",
+                        f"CORRAL_TEST_MARK={marker}", "--", PAYLOAD, "setsid-escape", "60", "+",
+                        "sleep", "60"], capture_output=True, timeout=30)
+    res = json.loads(r.stdout)
+    assert r.returncode == 124, r.stderr
+    assert res["containment"] == "pgroup"
+    assert procs_with_env(marker) == []
