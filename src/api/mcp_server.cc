@@ -678,6 +678,7 @@ std::optional<std::string> McpServer::BuildSpec(const json& args, CellSpec* spec
   }
   spec->grace_ns = options_.grace_ns;
   spec->kill_wait_ns = options_.kill_wait_ns;
+  spec->isolation = options_.isolation;
   return std::nullopt;
 }
 

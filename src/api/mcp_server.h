@@ -67,6 +67,9 @@ struct McpOptions {
   size_t keep_finished = 64;  // finished start_commands whose results stay readable
   size_t max_line_bytes = kMaxLineBytes;
   bool verbose = false;  // one stderr line per request
+  // --isolate / --profile: every command runs isolated (docs/isolation.md); the model cannot
+  // ask for less.
+  Isolation isolation;
 
   static std::vector<std::string> DefaultEnvPass();
 };

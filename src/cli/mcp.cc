@@ -13,6 +13,7 @@
 
 #include "api/mcp_server.h"
 #include "cell/cell.h"
+#include "cell/isolation.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "sys/event_loop.h"
@@ -48,6 +49,9 @@ Tools: run_command, start_command, read_output, wait_command, kill_command, list
   --keep-finished N      finished start_commands whose output and result stay readable
                          (default 64)
   --containment MODE     cgroup2 | cgroup1 | pgroup (default: the best this host offers)
+  --isolate              run every command isolated: own PID/mount/net/IPC/UTS namespaces,
+                         host read-only, private /tmp, no network, seccomp (docs/isolation.md)
+  --profile NAME         isolate with a named profile: readonly | workspace | network
   --verbose              log each request to stderr
 
 DUR: 500ms, 30s, 2m, 1h or plain seconds. BYTES: plain, or with K, M, G.
@@ -77,7 +81,7 @@ std::optional<std::string> ParseFlags(int argc, char** argv, McpFlags* f) {
     if (size_t eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
       value = arg.substr(eq + 1);
       arg = arg.substr(0, eq);
-    } else if (arg != "--help" && arg != "-h" && arg != "--verbose") {
+    } else if (arg != "--help" && arg != "-h" && arg != "--verbose" && arg != "--isolate") {
       if (i + 1 >= argc) return arg + " needs a value";
       value = argv[++i];
     }
@@ -101,6 +105,16 @@ std::optional<std::string> ParseFlags(int argc, char** argv, McpFlags* f) {
       f->help = true;
     } else if (arg == "--verbose") {
       o.verbose = true;
+    } else if (arg == "--isolate") {
+      o.isolation.enabled = true;
+    } else if (arg == "--profile") {
+      auto profile = LoadProfile(value);
+      if (!profile.ok()) {
+        err = "--profile: " + profile.error().message();
+      } else {
+        o.isolation = profile.value();
+        o.isolation.enabled = true;
+      }
     } else if (arg == "--default-timeout") {
       err = duration(&o.default_timeout_ns);
     } else if (arg == "--max-timeout") {

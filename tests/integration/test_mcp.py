@@ -363,3 +363,21 @@ def test_fds_and_memory_stay_flat_over_many_calls(server):
                ["running"] == 0, what="the started commands to end")
     assert fds() == fds0
     assert rss_kb() < rss0 + 4096
+
+
+def test_profile_isolates_every_command():
+    s = Server("--profile", "workspace")
+    try:
+        s.initialize()
+        r = s.tool(1, "run_command", {"command": "ps -e | wc -l; cat /proc/net/dev | wc -l; "
+                                                 "touch /etc/corral-mcp-probe 2>&1 || echo denied"})
+        out = r["result"]["structuredContent"]["stdout"].split("\n")
+        assert out[0] == "4"        # ps sees sh, ps and wc only (plus its header)
+        assert out[1] == "3"        # /proc/net/dev: two header lines and lo
+        assert "denied" in out[-2] or "Read-only" in out[-3]
+        assert not os.path.exists("/etc/corral-mcp-probe")
+    finally:
+        assert s.close() == 0
+    r = subprocess.run([CORRAL, "mcp", "--profile", "nonsense"], capture_output=True,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 125 and b"--profile" in r.stderr
