@@ -65,7 +65,7 @@ def start_daemon(tmp, extra=()):
     return p, sock
 
 
-def run_clients(sock, clients, total):
+def run_clients(sock, clients, total, extra=None):
     per = max(1, total // clients)
     lat = []
     lock = threading.Lock()
@@ -75,7 +75,7 @@ def run_clients(sock, clients, total):
         mine = []
         for _ in range(per):
             t0 = time.perf_counter()
-            r = c.call("run", {"argv": ["/bin/true"]})
+            r = c.call("run", {"argv": ["/bin/true"], **(extra or {})})
             mine.append(time.perf_counter() - t0)
             assert r["result"]["exit_code"] == 0, r
         with lock:
@@ -125,6 +125,10 @@ def main():
             rate, p50, p99 = run_clients(sock, n, a.calls)
             print(f"{'daemon run, %d client(s)' % n:44} | {rate:9.0f} | {p50:7.2f} | {p99:7.2f} "
                   f"| {rate / inproc:.2f}x")
+        plain, p50, p99 = run_clients(sock, 1, a.calls // 2)
+        iso, ip50, ip99 = run_clients(sock, 1, a.calls // 2, {"isolate": True})
+        print(f"{'daemon run --isolate, 1 client':44} | {iso:9.0f} | {ip50:7.2f} | {ip99:7.2f} "
+              f"| {plain / iso:.2f}x the time of a plain daemon run")
         sp = subprocess_rate(8, a.calls)
         print(f"{'python subprocess.run, 8 threads':44} | {sp:9.0f} | {'':7} | {'':7} "
               f"| {sp / inproc:.2f}x")

@@ -246,6 +246,12 @@ def test_commands_run_as_the_caller_and_others_cannot_see_them(marker):
                                     "params": {"argv": [PAYLOAD, "print-ids"]}}))
         uid, gid = ids[0]["result"]["stdout"].split()[:2]
         assert (int(uid), int(gid)) == (65534, 65534)
+        iso = as_nobody(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "run", "params": {
+            "shell": "id -u; touch /etc/corral-probe 2>&1; grep CapEff /proc/self/status",
+            "isolate": "workspace", "cwd": "/tmp"}}))[0]["result"]
+        assert iso["stdout"].startswith("65534\n") and "Read-only file system" in iso["stdout"]
+        assert "CapEff:\t0000000000000000" in iso["stdout"]
+        assert not os.path.exists("/etc/corral-probe")
         root_try = as_nobody(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "run",
                                          "params": {"argv": ["/bin/true"], "user": "root"}}))
         assert root_try[0]["error"]["code"] == -32003
