@@ -25,26 +25,11 @@
 namespace corral {
 namespace {
 
-bool EnvironHasCell(pid_t pid, const std::string& needle) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/environ", pid);
-  auto env = ReadSmallFile(path, 256 * 1024);
-  if (!env.ok()) return false;
-  const std::string& s = env.value();
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t end = s.find('\0', pos);
-    if (end == std::string::npos) end = s.size();
-    if (s.compare(pos, end - pos, needle) == 0) return true;
-    pos = end + 1;
-  }
-  return false;
-}
 
 class PgroupCell : public Containment {
  public:
   PgroupCell(const std::string& id, bool single_cell)
-      : marker_("CORRAL_CELL=" + id), single_cell_(single_cell) {}
+      : id_(id), single_cell_(single_cell) {}
 
   ContainmentMode mode() const override { return ContainmentMode::kPgroup; }
 
@@ -64,7 +49,7 @@ class PgroupCell : public Containment {
       if (pid == leader_) continue;
       const ProcStat& st = stats[pid];
       bool ours = single_cell_ || st.session == leader_ ||
-                  (st.state != 'D' && st.state != 'Z' && EnvironHasCell(pid, marker_));
+                  (st.state != 'D' && st.state != 'Z' && ReadEnvironVar(pid, "CORRAL_CELL") == id_);
       if (ours) roots.push_back(pid);
     }
     std::vector<pid_t> out;
@@ -103,7 +88,7 @@ class PgroupCell : public Containment {
   bool Release() override { return true; }
 
  private:
-  std::string marker_;
+  std::string id_;
   bool single_cell_;
 };
 

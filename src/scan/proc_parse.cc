@@ -25,97 +25,11 @@ bool NextToken(std::string_view* rest, std::string_view* tok) {
   return !tok->empty();
 }
 
-bool ParseI64(std::string_view s, int64_t* out) {
-  bool neg = !s.empty() && s[0] == '-';
-  if (neg) s.remove_prefix(1);
-  uint64_t v;
-  if (!ParseU64(s, &v) || v > static_cast<uint64_t>(INT64_MAX)) return false;
-  *out = neg ? -static_cast<int64_t>(v) : static_cast<int64_t>(v);
-  return true;
-}
 
-bool ParseInt(std::string_view s, int* out) {
-  int64_t v;
-  if (!ParseI64(s, &v) || v < INT32_MIN || v > INT32_MAX) return false;
-  *out = static_cast<int>(v);
-  return true;
-}
 
 }  // namespace
 
-bool ParseU64(std::string_view s, uint64_t* out) {
-  if (s.empty() || s.size() > 20) return false;
-  uint64_t v = 0;
-  for (char c : s) {
-    if (c < '0' || c > '9') return false;
-    uint64_t d = static_cast<uint64_t>(c - '0');
-    if (v > (UINT64_MAX - d) / 10) return false;
-    v = v * 10 + d;
-  }
-  *out = v;
-  return true;
-}
 
-Result<ProcStat> ParseProcStat(std::string_view text) {
-  ProcStat st;
-  size_t open = text.find('(');
-  size_t close = text.rfind(')');
-  if (open == std::string_view::npos || close == std::string_view::npos || close < open ||
-      open == 0 || text[open - 1] != ' ') {
-    return Bad("/proc/PID/stat", text);
-  }
-  if (!ParseInt(text.substr(0, open - 1), &st.pid) || st.pid <= 0) {
-    return Bad("/proc/PID/stat pid", text);
-  }
-  st.comm = std::string(text.substr(open + 1, close - open - 1));
-  std::string_view rest = text.substr(close + 1);
-  // Fields from (3) on; index i here is field number i + 3.
-  std::string_view tok;
-  for (int field = 3; field <= 24; ++field) {
-    if (!NextToken(&rest, &tok)) return Bad("/proc/PID/stat (too few fields)", text);
-    bool ok = true;
-    int64_t i64 = 0;
-    uint64_t u64 = 0;
-    switch (field) {
-      case 3:
-        ok = tok.size() == 1;
-        st.state = tok[0];
-        break;
-      case 4:
-        ok = ParseInt(tok, &st.ppid);
-        break;
-      case 5:
-        ok = ParseInt(tok, &st.pgrp);
-        break;
-      case 6:
-        ok = ParseInt(tok, &st.session);
-        break;
-      case 9:
-        ok = ParseU64(tok, &st.flags);
-        break;
-      case 14:
-        ok = ParseU64(tok, &st.utime_ticks);
-        break;
-      case 15:
-        ok = ParseU64(tok, &st.stime_ticks);
-        break;
-      case 20:
-        ok = ParseI64(tok, &st.num_threads);
-        break;
-      case 22:
-        ok = ParseU64(tok, &st.starttime_ticks);
-        break;
-      case 24:
-        ok = ParseI64(tok, &st.rss_pages);
-        break;
-      default:
-        ok = ParseI64(tok, &i64) || ParseU64(tok, &u64);  // checked, unused
-        break;
-    }
-    if (!ok) return Bad("/proc/PID/stat field " + std::to_string(field), text);
-  }
-  return st;
-}
 
 Result<NofileLimit> ParseNofileLimit(std::string_view text) {
   constexpr std::string_view kKey = "Max open files";

@@ -14,26 +14,13 @@
 #include <string_view>
 
 #include "sys/error.h"
+#include "sys/proc.h"
 
 namespace corral::scan {
 
-// The fields of /proc/PID/stat the scan uses (proc(5) numbers them from 1).
-struct ProcStat {
-  int pid = 0;                 // (1)
-  std::string comm;            // (2) without the parentheses
-  char state = '?';            // (3) R S D Z T t X I ...
-  int ppid = 0;                // (4)
-  int pgrp = 0;                // (5)
-  int session = 0;             // (6)
-  uint64_t flags = 0;          // (9) PF_* bits; PF_KTHREAD marks kernel threads
-  uint64_t utime_ticks = 0;    // (14)
-  uint64_t stime_ticks = 0;    // (15)
-  int64_t num_threads = 0;     // (20)
-  uint64_t starttime_ticks = 0;  // (22) clock ticks after boot
-  int64_t rss_pages = 0;       // (24)
-};
-
-Result<ProcStat> ParseProcStat(std::string_view text);
+// /proc/PID/stat: see sys/proc.h (shared with the cell layer).
+using corral::ParseProcStat;
+using corral::ProcStat;
 
 // RLIMIT_NOFILE from /proc/PID/limits. "unlimited" reads as kUnlimited.
 struct NofileLimit {
@@ -51,7 +38,6 @@ Result<int64_t> ParseSchedExecStartNs(std::string_view sched_text);
 // The total task count (threads included) from /proc/loadavg: "0.00 0.01 0.05 1/123 4567".
 Result<uint64_t> ParseLoadavgTasks(std::string_view loadavg_text);
 
-// A decimal unsigned integer that must fill the whole view (no sign, no spaces).
-bool ParseU64(std::string_view s, uint64_t* out);
+using corral::ParseU64;
 
 }  // namespace corral::scan

@@ -31,19 +31,6 @@ std::optional<uint64_t> ReadU64(const std::string& path) {
   return v;
 }
 
-bool EnvironHas(pid_t pid, const std::string& prefix) {
-  auto env = ReadSmallFile("/proc/" + std::to_string(pid) + "/environ", 256 * 1024);
-  if (!env.ok()) return false;
-  const std::string& s = env.value();
-  size_t pos = 0;
-  while (pos < s.size()) {
-    size_t end = s.find('\0', pos);
-    if (end == std::string::npos) end = s.size();
-    if (s.compare(pos, prefix.size(), prefix) == 0) return true;
-    pos = end + 1;
-  }
-  return false;
-}
 
 }  // namespace
 
@@ -84,7 +71,7 @@ Status Supervisor::Recover() {
     pid_t owner = static_cast<pid_t>(std::strtol(id.c_str() + 2, nullptr, 10));
     if (owner > 0 && owner != getpid() && (kill(owner, 0) == 0 || errno == EPERM)) continue;
     stale.push_back(id);
-    std::string prefix = "CORRAL_CELL=d-" + std::to_string(owner) + "-";
+    std::string prefix = "d-" + std::to_string(owner) + "-";
     if (std::find(dead_prefixes.begin(), dead_prefixes.end(), prefix) == dead_prefixes.end()) {
       dead_prefixes.push_back(prefix);
     }
@@ -99,7 +86,7 @@ Status Supervisor::Recover() {
       uint64_t start = 0;
       in >> pid >> start;
       auto st = pid > 0 ? ReadProcStat(pid) : std::nullopt;
-      if (st && st->starttime == start && kill(pid, SIGKILL) == 0) ++recovered_killed_;
+      if (st && st->starttime_ticks == start && kill(pid, SIGKILL) == 0) ++recovered_killed_;
     }
     unlink((dir + "/" + id).c_str());
   }
@@ -109,8 +96,10 @@ Status Supervisor::Recover() {
     for (pid_t pid : ListPids()) {
       auto st = ReadProcStat(pid);
       if (!st || st->state == 'Z' || st->state == 'D') continue;
+      auto cell = ReadEnvironVar(pid, "CORRAL_CELL");
+      if (!cell) continue;
       for (const std::string& prefix : dead_prefixes) {
-        if (EnvironHas(pid, prefix) && kill(pid, SIGKILL) == 0) ++recovered_killed_;
+        if (cell->rfind(prefix, 0) == 0 && kill(pid, SIGKILL) == 0) ++recovered_killed_;
       }
     }
   }
@@ -371,7 +360,7 @@ void Supervisor::Shutdown(std::function<void()> then) {
 void Supervisor::WriteStateFile(const Record& rec, pid_t pid) {
   if (options_.state_dir.empty()) return;
   auto st = ReadProcStat(pid);
-  std::string text = std::to_string(pid) + " " + std::to_string(st ? st->starttime : 0) + "\n";
+  std::string text = std::to_string(pid) + " " + std::to_string(st ? st->starttime_ticks : 0) + "\n";
   (void)WriteFileStringCreate(options_.state_dir + "/cells/" + rec.id, text);
 }
 

@@ -94,3 +94,50 @@ def corral(*args, env=None, timeout=60, input=None, check=False):
         e.update(env)
     return subprocess.run([CORRAL, *args], capture_output=True, timeout=timeout, env=e,
                           input=input, check=check)
+
+
+def prometheus_query_until(target, query, check, timeout=60):
+    """Starts a real Prometheus (Debian's `prometheus`) on loopback scraping `target` every
+    second, polls its HTTP API with `query` until check(result) is true, returns the result, and
+    always stops it (by pid) and removes its files."""
+    import json as _json
+    import shutil
+    import socket as _socket
+    import tempfile
+    import urllib.parse
+    import urllib.request
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus not installed (Debian package `prometheus`)")
+    d = tempfile.mkdtemp(prefix="corral-prom-")
+    with _socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    prom = None
+    try:
+        Path(d, "prometheus.yml").write_text(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: corral\n"
+            f"    static_configs:\n      - targets: ['{target}']\n")
+        prom = subprocess.Popen(
+            ["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data",
+             f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=subprocess.DEVNULL, stderr=open(f"{d}/log", "wb"))
+        url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(query)}"
+
+        def result():
+            try:
+                with urllib.request.urlopen(url, timeout=2) as r:
+                    res = _json.loads(r.read())["data"]["result"]
+            except OSError:
+                return None
+            return res if res and check(res) else None
+
+        return wait_until(result, timeout=timeout, interval=0.5, what="Prometheus to scrape")
+    finally:
+        if prom is not None:
+            prom.send_signal(signal.SIGTERM)
+            try:
+                prom.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                prom.kill()
+                prom.wait()
+        shutil.rmtree(d, ignore_errors=True)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORRAL, PAYLOAD, corral, procs_with_env, wait_until, zombie_children
+from conftest import (CORRAL, PAYLOAD, corral, procs_with_env, prometheus_query_until, wait_until,
+                      zombie_children)
 
 
 class Daemon:
@@ -352,42 +353,9 @@ def test_metrics_pass_promtool_and_a_real_prometheus_scrapes_them(daemon):
         p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(),
                            capture_output=True)
         assert p.returncode == 0, p.stdout + p.stderr
-    if shutil.which("prometheus") is None:
-        pytest.skip("prometheus not installed")
-    d = tempfile.mkdtemp(prefix="corral-prom-")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    prom = None
-    try:
-        Path(d, "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: corral\n"
-            f"    static_configs:\n      - targets: ['{daemon.metrics}']\n")
-        prom = subprocess.Popen(
-            ["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-        def result():
-            try:
-                url = (f"http://127.0.0.1:{port}/api/v1/query?query="
-                       "corral_cells_total%7Bstate%3D%22exited%22%7D")
-                with urllib.request.urlopen(url, timeout=2) as r:
-                    return json.loads(r.read())["data"]["result"]
-            except OSError:
-                return None
-
-        res = wait_until(result, timeout=60, interval=0.5, what="Prometheus to scrape")
-        assert res[0]["value"][1] == "1"
-    finally:
-        if prom is not None:
-            prom.send_signal(signal.SIGTERM)
-            try:
-                prom.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
-        shutil.rmtree(d, ignore_errors=True)
+    res = prometheus_query_until(daemon.metrics, 'corral_cells_total{state="exited"}',
+                                 lambda res: res[0]["value"][1] == "1")
+    assert res[0]["metric"]["state"] == "exited"
 
 
 def test_admission_control_refuses_near_fd_limit():

@@ -6,11 +6,9 @@ and scraped by a real Prometheus."""
 import json
 import os
 import resource
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -18,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORRAL, PAYLOAD, ROOT, corral, wait_until, zombie_children
+from conftest import (CORRAL, PAYLOAD, ROOT, corral, prometheus_query_until, wait_until,
+                      zombie_children)
 
 BUILD = Path(CORRAL).resolve().parent
 FAKE_NVML = BUILD / "fake_nvml" / "libnvidia-ml.so.1"
@@ -319,41 +318,10 @@ def test_exporter_refreshes_on_its_cadence_not_per_scrape(exporter):
 
 
 def test_real_prometheus_scrapes_the_exporter(exporter):
-    if shutil.which("prometheus") is None:
-        pytest.skip("prometheus not installed (Debian package `prometheus`)")
     addr, zpid, _ = exporter
-    d = tempfile.mkdtemp(prefix="corral-prom-")
-    port = free_port()
-    prom = None
-    try:
-        Path(d, "prometheus.yml").write_text(
-            "global:\n  scrape_interval: 1s\n"
-            "scrape_configs:\n  - job_name: corral\n"
-            f"    static_configs:\n      - targets: ['{addr}']\n")
-        prom = subprocess.Popen(
-            ["prometheus", f"--config.file={d}/prometheus.yml", f"--storage.tsdb.path={d}/data",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=subprocess.DEVNULL, stderr=open(f"{d}/log", "wb"))
-        q = urllib.parse.quote(f'corral_host_zombies_by_parent{{pid="{zpid}"}}')
-
-        def result():
-            try:
-                code, _, body = get(f"http://127.0.0.1:{port}/api/v1/query?query={q}")
-            except OSError:
-                return None
-            return code == 200 and json.loads(body)["data"]["result"]
-
-        res = wait_until(result, timeout=60, interval=0.5, what="Prometheus to scrape corral")
-        assert res[0]["metric"]["comm"] == "corral-payload" and res[0]["value"][1] == "4"
-    finally:
-        if prom is not None:
-            prom.send_signal(signal.SIGTERM)
-            try:
-                prom.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                prom.kill()
-                prom.wait()
-        shutil.rmtree(d, ignore_errors=True)
+    res = prometheus_query_until(addr, f'corral_host_zombies_by_parent{{pid="{zpid}"}}',
+                                 lambda res: True)
+    assert res[0]["metric"]["comm"] == "corral-payload" and res[0]["value"][1] == "4"
 
 
 # --- Alert rules and dashboard --------------------------------------------------------------
