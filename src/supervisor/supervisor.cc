@@ -36,9 +36,13 @@ std::optional<uint64_t> ReadU64(const std::string& path) {
 
 Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, SupervisorOptions options) {
   std::unique_ptr<Supervisor> s(new Supervisor(loop, std::move(options)));
-  // Many cells at once need many fds: take all the kernel allows us.
+  // Many cells at once need many fds (about 7 each): take all the kernel allows us; root may
+  // raise the hard limit itself, up to fs.nr_open. Children get the soft limit back at 1024 only
+  // if their own code asks for it; corral's fds never reach them (close_range).
   struct rlimit rl;
-  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    auto nr_open = ReadU64("/proc/sys/fs/nr_open");
+    if (geteuid() == 0 && nr_open && rl.rlim_max < *nr_open) rl.rlim_max = *nr_open;
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
   }
