@@ -232,6 +232,8 @@ def main():
     ap.add_argument("--socket", help="a running corral daemon's socket (default: start one)")
     ap.add_argument("--corral", default=os.path.join(ROOT, "build", "corral"),
                     help="the corral binary used to start a daemon (default: build/corral)")
+    ap.add_argument("--json", action="store_true",
+                    help="print both halves' measurements as one JSON object instead")
     ap.add_argument("--half", choices=["subprocess", "corral"], help=argparse.SUPPRESS)
     ap.add_argument("--marker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -248,6 +250,10 @@ def main():
         daemon = OwnDaemon(args.corral)
         sock = daemon.sock
     try:
+        if args.json:
+            print(json.dumps({"subprocess": run_half("subprocess", sock),
+                              "corral": run_half("corral", sock)}))
+            return
         print(f"30 agent tool calls at once, in 30 threads ({len(CALLS) // 3} hung with an "
               f"escaping grandchild, {len(CALLS) // 3} leaving background children, "
               f"{len(CALLS) // 3} flooding output);\nthe agent is a child subreaper, as a "
