@@ -18,7 +18,6 @@ Run it directly to try it:  python3 examples/langchain_shell_tool.py [--socket P
 """
 
 import os
-import subprocess
 import sys
 from typing import Optional
 

@@ -8,13 +8,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 
 import pytest
 
-from conftest import PAYLOAD, kill_pids, procs_with_env, wait_until, zombie_children
+from conftest import CORRAL, PAYLOAD, Daemon, kill_pids, procs_with_env, wait_until
 
 import corral
 import corral.aio
@@ -364,3 +363,37 @@ def test_no_fd_leak_over_many_calls(sock):
     for _ in range(200):
         corral.run(["true"], socket=sock)
     assert fd_count() == before
+
+
+def test_daemon_killed_mid_call_raises_daemon_gone(marker):
+    """SIGKILL the daemon during a `run`: the caller gets DaemonGone at once, not a hang; the
+    next daemon on the same state dir tears down the orphaned cell (DESIGN.md guarantee 6)."""
+    d = Daemon()
+    try:
+        errors = []
+
+        def call():
+            try:
+                corral.run([PAYLOAD, "tree", "2", "60", "+", "sleep", "60"], env=mark(marker),
+                           socket=d.sock)
+            except Exception as e:  # noqa: BLE001 - checked below
+                errors.append(e)
+
+        t = threading.Thread(target=call)
+        t.start()
+        wait_until(lambda: len(procs_with_env(marker)) == 3, what="tree up")
+        d.proc.kill()
+        d.proc.wait()
+        t.join(timeout=10)
+        assert not t.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], corral.DaemonGone), errors
+        assert d.sock in str(errors[0])
+        again = subprocess.Popen([CORRAL, "daemon", "--socket", d.sock, "--state-dir", d.state,
+                                  "--metrics", "127.0.0.1:0"], stderr=subprocess.DEVNULL)
+        try:
+            wait_until(lambda: not procs_with_env(marker), what="recovery to kill the cell")
+        finally:
+            again.send_signal(signal.SIGTERM)
+            again.wait(timeout=20)
+    finally:
+        d.stop()
