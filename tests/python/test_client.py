@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from conftest import CORRAL, PAYLOAD, Daemon, kill_pids, procs_with_env, wait_until
+from pyclient_helpers import CORRAL, PAYLOAD, Daemon, kill_pids, procs_with_env, wait_until
+from pyclient_helpers import daemon, marker, no_zombie_children, sock  # noqa: F401 (fixtures)
 
 import corral
 import corral.aio

@@ -6,7 +6,8 @@ import json
 import subprocess
 import sys
 
-from conftest import ROOT
+from pyclient_helpers import ROOT
+from pyclient_helpers import daemon, no_zombie_children, sock  # noqa: F401 (fixtures)
 
 sys.path.insert(0, str(ROOT / "examples"))
 

@@ -1,8 +1,9 @@
-"""Fixtures for the Python client's tests: a real `corral daemon` (build/corral) on a temp socket,
-the real client from clients/python, real processes. Helpers copied from
-tests/integration/conftest.py (importing that file would register it twice as a conftest):
-every test ends by checking that no process carrying its marker is alive and that neither this
-process nor the daemon has a zombie child."""
+"""Helpers and fixtures for the Python client's tests, imported by the test modules: a real
+`corral daemon` (build/corral) on a temp socket, the real client from clients/python, real
+processes. Helpers copied from tests/integration/conftest.py. There is no conftest.py here, so
+both suites can run in one pytest invocation (`from conftest import` stays theirs). Every test
+ends by checking that no process carrying its marker is alive and that neither this process nor
+the daemon has a zombie child."""
 
 import os
 import re
