@@ -413,7 +413,7 @@ def encode_request(method: str, params: Optional[Dict[str, Any]], req_id: int = 
 
 
 def decode_answer(line: bytes, method: str, path: str) -> Any:
-    if not line:
+    if not line.endswith(b"\n"):  # nothing, or an answer cut short
         raise DaemonGone(f"the corral daemon at {path} closed the connection before answering "
                          f"`{method}` (did it stop or crash?)")
     msg = json.loads(line)
