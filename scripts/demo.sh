@@ -1,18 +1,13 @@
 #!/usr/bin/env bash
-# The main job on embedded defaults: run a command tree that misbehaves the way agent tool calls
-# do (a grandchild that escapes with setsid, one that ignores SIGTERM, output) under a 1 s
-# timeout, print corral's result, and show that nothing of the tree is left.
-set -uo pipefail
+# The main job on embedded defaults: 30 agent tool calls at once (hung commands with escaping
+# grandchildren, commands that leave background children, output floods), once with Python's
+# subprocess.run(timeout=...) and once with corral.run, and what each left on the machine. The
+# demo starts its own daemon on a temporary socket and cleans up everything, also what the
+# subprocess.run half leaked.
+set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=build/corral
 echo "== corral doctor"
-$bin doctor
+build/corral doctor
 echo
-echo "== corral run --json --timeout 1s -- sh -c '<escaping, TERM-ignoring tree>'"
-$bin run --json --timeout 1s --grace 500ms -- /bin/sh -c '
-  setsid sh -c "sleep 300" &
-  sh -c "trap \"\" TERM; sleep 300" &
-  echo started; sleep 300'
-echo "exit status: $? (124 = timed out)"
-left=$(ps -eo args | grep -c '^sleep 300$' || true)
-echo "processes of the tree still alive: $left"
+echo "== examples/agent_demo.py"
+/usr/bin/python3 examples/agent_demo.py

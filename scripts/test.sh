@@ -12,4 +12,4 @@ echo "== MCP against the official client (node --test)"
 (cd tests/mcp && CORRAL_BIN="$PWD/../../build/corral" node --test --test-concurrency=1)
 echo "== integration tests (pytest, real binary)"
 CORRAL_BIN="$PWD/build/corral" CORRAL_PAYLOAD="$PWD/build/corral-payload" \
-  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration
+  /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/integration tests/python
