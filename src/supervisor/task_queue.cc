@@ -367,10 +367,12 @@ bool TaskQueue::Commit() {
 
 void TaskQueue::ScheduleFlush() {
   if (flush_timer_ != 0) return;
+  // Dispatch first: its "attempt running" rows then share one commit (one fsync) with the ends
+  // and submits of this turn.
   flush_timer_ = loop_->AddTimer(MonotonicNs(), [this] {
     flush_timer_ = 0;
-    Commit();
     Dispatch();
+    Commit();
   });
 }
 
@@ -490,7 +492,8 @@ void TaskQueue::StartAttempt(Pending* p) {
       .Bind(1, p->cell_id).BindOpt(2, pid > 0 ? std::optional<int64_t>(pid) : std::nullopt)
       .BindOpt(3, st ? std::optional<int64_t>(st->starttime) : std::nullopt)
       .Bind(4, id).Bind(5, n).Run();
-  ScheduleFlush();
+  // No flush of its own: the identity rides with the next commit (at the latest the attempt's
+  // end). Lost in a crash, it costs nothing: the Supervisor's own records tear the cell down.
 }
 
 std::string TaskQueue::OutputPath(int64_t id, int64_t n, bool err) const {
