@@ -21,10 +21,13 @@ constexpr uint64_t kDefaultOutputPage = 1 << 20;
 
 RpcError ToRpc(const Refusal& r) {
   switch (r.kind) {
-    case Refusal::kOverloaded: return RpcError::Overloaded(r.message);
-    case Refusal::kNotAllowed: return RpcError::NotAllowed(r.message);
+    case Refusal::kOverloaded:
+      return RpcError::Overloaded(r.message);
+    case Refusal::kNotAllowed:
+      return RpcError::NotAllowed(r.message);
     case Refusal::kNotFound:
-    case Refusal::kBadInput: return RpcError::InvalidParams(r.message);
+    case Refusal::kBadInput:
+      return RpcError::InvalidParams(r.message);
   }
   return RpcError::Internal(r.message);
 }
@@ -48,22 +51,22 @@ void Answer(UnixServer* server, const ReplyTo& to, std::variant<json, Refusal> r
 }  // namespace
 
 SpecBuilder CellParamsSpecBuilder() {
-  return [](const std::string& spec_json, const Caller& owner)
-             -> std::variant<CellSpec, std::string> {
-    json params = json::parse(spec_json, nullptr, false);
-    if (params.is_discarded()) return std::string("the stored task spec is not JSON");
-    CellSpec spec;
-    if (auto err = ParseCellParams(params, owner, &spec)) return err->message;
-    return spec;
-  };
+  return
+      [](const std::string& spec_json, const Caller& owner) -> std::variant<CellSpec, std::string> {
+        json params = json::parse(spec_json, nullptr, false);
+        if (params.is_discarded()) return std::string("the stored task spec is not JSON");
+        CellSpec spec;
+        if (auto err = ParseCellParams(params, owner, &spec)) return err->message;
+        return spec;
+      };
 }
 
 void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) {
   server->Handle("submit", [server, queue](Call call) {
     const json& params = call.request.params;
     if (!params.is_object()) {
-      server->ReplyError(call.reply_to, RpcError::InvalidParams(
-                                            "params must be an object with argv or shell"));
+      server->ReplyError(call.reply_to,
+                         RpcError::InvalidParams("params must be an object with argv or shell"));
       return;
     }
     // The queue's own fields; the rest are the cell params of `run`, checked now and kept.
@@ -112,9 +115,9 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
       server->ReplyError(call.reply_to, p.error());
       return;
     }
-    Answer(server, call.reply_to,
-           queue->List(CallerOf(call), state.value_or(""), group.value_or(""),
-                       limit.value_or(1000)));
+    Answer(
+        server, call.reply_to,
+        queue->List(CallerOf(call), state.value_or(""), group.value_or(""), limit.value_or(1000)));
   });
 
   server->Handle("task", [server, queue](Call call) {
@@ -219,8 +222,8 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
       return;
     }
     if (!parallel) {
-      server->ReplyError(call.reply_to, RpcError::InvalidParams(
-                                            "params.parallel is required (0: no limit)"));
+      server->ReplyError(call.reply_to,
+                         RpcError::InvalidParams("params.parallel is required (0: no limit)"));
       return;
     }
     queue->SetGroup(CallerOf(call), *group, *parallel, ReplyWith(server, call.reply_to));
@@ -234,8 +237,9 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
 void RegisterTaskMetrics(metrics::Registry* registry, TaskQueue* queue) {
   auto& tasks = registry->AddGaugeFamily("corral_tasks", "Tasks of the durable queue, by state.",
                                          {"state"}, 8);
-  auto& wait = registry->AddHistogram(
-      "corral_task_wait_seconds", "Time a task attempt waited in the queue before its cell started.");
+  auto& wait =
+      registry->AddHistogram("corral_task_wait_seconds",
+                             "Time a task attempt waited in the queue before its cell started.");
   auto& run = registry->AddHistogram("corral_task_run_seconds", "Wall time of a task attempt.");
   for (const auto& [state, n] : queue->counts()) {
     if (auto* g = tasks.With({state})) g->Set(static_cast<double>(n));

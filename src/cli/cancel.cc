@@ -12,7 +12,11 @@ int Cancel(int argc, char** argv) {
   bool json = argc == 3 && std::string(argv[2]) == "--json";
   if ((argc != 2 && !json) || std::string(argv[1]).rfind("-", 0) == 0) {
     bool help = argc == 2 && std::string(argv[1]) == "--help";
-    std::fputs("usage: corral cancel [--socket PATH] ID [--json]\n\nCancels task ID: a queued task never runs; a running one has its cell ended (TERM, grace,\nKILL). Answers once the task is recorded cancelled; prints its state.\n", help ? stdout : stderr);
+    std::fputs(
+        "usage: corral cancel [--socket PATH] ID [--json]\n\nCancels task ID: a queued task never "
+        "runs; a running one has its cell ended (TERM, grace,\nKILL). Answers once the task is "
+        "recorded cancelled; prints its state.\n",
+        help ? stdout : stderr);
     return help ? 0 : kExitCorralError;
   }
   int code = 0;

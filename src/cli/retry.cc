@@ -12,7 +12,10 @@ int Retry(int argc, char** argv) {
   bool json = argc == 3 && std::string(argv[2]) == "--json";
   if ((argc != 2 && !json) || std::string(argv[1]).rfind("-", 0) == 0) {
     bool help = argc == 2 && std::string(argv[1]) == "--help";
-    std::fputs("usage: corral retry [--socket PATH] ID [--json]\n\nRuns finished task ID again (whatever its outcome): back to the queue with one more attempt.\nPrints its state.\n", help ? stdout : stderr);
+    std::fputs(
+        "usage: corral retry [--socket PATH] ID [--json]\n\nRuns finished task ID again (whatever "
+        "its outcome): back to the queue with one more attempt.\nPrints its state.\n",
+        help ? stdout : stderr);
     return help ? 0 : kExitCorralError;
   }
   int code = 0;

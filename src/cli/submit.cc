@@ -14,7 +14,8 @@
 namespace corral::cli {
 namespace {
 
-constexpr const char* kHelp = R"(usage: corral submit [--socket PATH] [QUEUE OPTIONS] [CELL OPTIONS] -- CMD [ARG...]
+constexpr const char* kHelp =
+    R"(usage: corral submit [--socket PATH] [QUEUE OPTIONS] [CELL OPTIONS] -- CMD [ARG...]
 
 Queues CMD as a task of the daemon's durable task queue and prints its id (t-N) once the task is
 committed to disk. The daemon runs it in a cell, with your uid and gid, when its group has room.
@@ -80,8 +81,10 @@ int Submit(int argc, char** argv) {
       queue[name.substr(2)] = n;
     } else if (name == "--backoff") {
       auto d = ParseDurationNs(value);
-      if (!d) return Fail("--backoff: '" + value + "' is not a duration (use 500ms, 30s, 2m, 1h "
-                          "or seconds)");
+      if (!d)
+        return Fail("--backoff: '" + value +
+                    "' is not a duration (use 500ms, 30s, 2m, 1h "
+                    "or seconds)");
       queue["backoff_s"] = static_cast<double>(*d) / 1e9;
     } else {
       queue[name.substr(2)] = value;

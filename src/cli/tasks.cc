@@ -9,7 +9,8 @@
 namespace corral::cli {
 namespace {
 
-constexpr const char* kHelp = R"(usage: corral tasks [--socket PATH] [--state S] [--group G] [--limit N] [--json]
+constexpr const char* kHelp =
+    R"(usage: corral tasks [--socket PATH] [--state S] [--group G] [--limit N] [--json]
 
 Lists the durable queue's tasks, newest first (default: the last 1000), and the count of tasks
 in each state. --state: queued, running, succeeded, failed, timed_out, crashed or cancelled.
@@ -60,8 +61,8 @@ int Tasks(int argc, char** argv) {
     std::string cmd;
     for (const auto& a : t["argv"]) cmd += (cmd.empty() ? "" : " ") + a.get<std::string>();
     std::string exit = t["exit_code"].is_number() ? std::to_string(t["exit_code"].get<int>())
-                       : t["signal"].is_string() ? t["signal"].get<std::string>()
-                                                 : "-";
+                       : t["signal"].is_string()  ? t["signal"].get<std::string>()
+                                                  : "-";
     std::string attempts = std::to_string(t["attempts"].get<int>()) + "/" +
                            std::to_string(t["max_attempts"].get<int>());
     std::printf("%-10s %-10s %-12s %5lld %8s %5s  %s\n", t["id"].get<std::string>().c_str(),

@@ -24,7 +24,7 @@ namespace {
 
 constexpr int64_t kMaxBackoffMs = 3600 * 1000;
 constexpr int64_t kRefusedRetryNs = 500 * kNsPerMs;  // Supervisor said "overloaded": try later
-const char* const kStates[] = {"queued",   "running", "succeeded", "failed",
+const char* const kStates[] = {"queued",    "running", "succeeded", "failed",
                                "timed_out", "crashed", "cancelled"};
 
 int64_t NowMs() {
@@ -38,8 +38,10 @@ std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
 // A write that cannot be made durable leaves memory and disk disagreeing about who runs what.
 // Dying is the safe answer: the next start recovers from what the database holds.
 [[noreturn]] void Fatal(const std::string& what) {
-  std::fprintf(stderr, "corral daemon: task queue: %s; exiting so that the next start recovers "
-               "from the database\n", what.c_str());
+  std::fprintf(stderr,
+               "corral daemon: task queue: %s; exiting so that the next start recovers "
+               "from the database\n",
+               what.c_str());
   std::fflush(stderr);
   _exit(70);
 }
@@ -82,8 +84,8 @@ class TaskQueue::Db {
     bool Step() {
       int rc = sqlite3_step(s_);
       if (rc == SQLITE_ROW) return true;
-      if (rc != SQLITE_DONE) Fatal(std::string("sqlite3_step `") + sqlite3_sql(s_) + "`: " +
-                                   sqlite3_errmsg(db_));
+      if (rc != SQLITE_DONE)
+        Fatal(std::string("sqlite3_step `") + sqlite3_sql(s_) + "`: " + sqlite3_errmsg(db_));
       return false;
     }
     void Run() {
@@ -94,8 +96,9 @@ class TaskQueue::Db {
     bool Null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
     std::string Text(int col) const {
       const unsigned char* t = sqlite3_column_text(s_, col);
-      return t == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(t),
-                                                        sqlite3_column_bytes(s_, col));
+      return t == nullptr
+                 ? std::string()
+                 : std::string(reinterpret_cast<const char*>(t), sqlite3_column_bytes(s_, col));
     }
     void Reset() {
       sqlite3_reset(s_);
@@ -117,12 +120,12 @@ class TaskQueue::Db {
 
   static Result<std::unique_ptr<Db>> Open(const std::string& path) {
     auto db = std::make_unique<Db>();
-    int rc = sqlite3_open_v2(path.c_str(), &db->db_,
-                             SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                             nullptr);
+    int rc =
+        sqlite3_open_v2(path.c_str(), &db->db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
     if (rc != SQLITE_OK) {
-      return Error::Msg("sqlite3_open `" + path + "`: " +
-                        (db->db_ ? sqlite3_errmsg(db->db_) : sqlite3_errstr(rc)));
+      return Error::Msg("sqlite3_open `" + path +
+                        "`: " + (db->db_ ? sqlite3_errmsg(db->db_) : sqlite3_errstr(rc)));
     }
     return db;
   }
@@ -173,8 +176,8 @@ std::optional<int64_t> TaskQueue::ParseId(const std::string& id) {
 bool TaskQueue::ValidGroup(const std::string& g) {
   if (g.empty() || g.size() > 64) return false;
   return std::all_of(g.begin(), g.end(), [](char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '-' || c == '.';
   });
 }
 
@@ -257,32 +260,40 @@ Status TaskQueue::Recover() {
     int64_t task, n, pid, starttime;
   };
   std::vector<Stale> stale;
-  auto& q = db_->Q("SELECT task_id, n, leader_pid, leader_starttime FROM attempts "
-                   "WHERE state = 'running'");
+  auto& q = db_->Q(
+      "SELECT task_id, n, leader_pid, leader_starttime FROM attempts "
+      "WHERE state = 'running'");
   while (q.Step()) stale.push_back({q.Int(0), q.Int(1), q.Null(2) ? 0 : q.Int(2), q.Int(3)});
   for (const Stale& s : stale) {
     db_->Q("UPDATE attempts SET state = 'crashed', reason = 'daemon_died', ended_ms = ?1 "
            "WHERE task_id = ?2 AND n = ?3")
-        .Bind(1, now).Bind(2, s.task).Bind(3, s.n).Run();
+        .Bind(1, now)
+        .Bind(2, s.task)
+        .Bind(3, s.n)
+        .Run();
     ++recovered_crashed_;
     // The Supervisor's recovery has killed the dead daemon's cells; a leader that is still the
     // same process (pid and starttime) is killed again and waited for before its task reruns.
     auto st = s.pid > 0 ? ReadProcStat(static_cast<pid_t>(s.pid)) : std::nullopt;
     if (!st || static_cast<int64_t>(st->starttime) != s.starttime || st->state == 'Z') continue;
     auto fd = PidfdOpen(static_cast<pid_t>(s.pid));
-    if (!fd.ok()) continue;  // ESRCH: gone meanwhile
+    if (!fd.ok()) continue;                                // ESRCH: gone meanwhile
     auto again = ReadProcStat(static_cast<pid_t>(s.pid));  // the pidfd now pins the process
     if (!again || static_cast<int64_t>(again->starttime) != s.starttime) continue;
     (void)PidfdSendSignal(fd->get(), SIGKILL);
     blockers_[s.task] = std::move(fd).value();
   }
   std::vector<std::pair<int64_t, std::string>> moved;
-  auto& t = db_->Q("SELECT id, CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'crashed' "
-                   "END FROM tasks WHERE state = 'running'");
+  auto& t = db_->Q(
+      "SELECT id, CASE WHEN attempts < max_attempts THEN 'queued' ELSE 'crashed' "
+      "END FROM tasks WHERE state = 'running'");
   while (t.Step()) moved.emplace_back(t.Int(0), t.Text(1));
   for (const auto& [id, to] : moved) {
     db_->Q("UPDATE tasks SET state = ?1, not_before_ms = ?2, updated_ms = ?2 WHERE id = ?3")
-        .Bind(1, to).Bind(2, now).Bind(3, id).Run();
+        .Bind(1, to)
+        .Bind(2, now)
+        .Bind(3, id)
+        .Run();
     SetTaskState(id, "running", to);
   }
   if (!Commit()) return Error::Msg("task queue: commit of the recovery failed");
@@ -290,8 +301,9 @@ Status TaskQueue::Recover() {
 }
 
 Status TaskQueue::LoadPending() {
-  auto& q = db_->Q("SELECT id, owner_uid, owner_gid, grp, priority, spec, attempts, max_attempts,"
-                   " backoff_ms, not_before_ms FROM tasks WHERE state = 'queued' ORDER BY id");
+  auto& q = db_->Q(
+      "SELECT id, owner_uid, owner_gid, grp, priority, spec, attempts, max_attempts,"
+      " backoff_ms, not_before_ms FROM tasks WHERE state = 'queued' ORDER BY id");
   int64_t now_ms = NowMs();
   std::vector<Pending*> loaded;
   while (q.Step()) {
@@ -330,14 +342,14 @@ Status TaskQueue::LoadPending() {
     }
     if (not_before > now_ms) {
       int64_t id = raw->id;
-      raw->backoff_timer = loop_->AddTimer(MonotonicNs() + (not_before - now_ms) * kNsPerMs,
-                                           [this, id] {
-                                             auto it = pending_.find(id);
-                                             if (it == pending_.end()) return;
-                                             it->second->backoff_timer = 0;
-                                             MakeReady(it->second.get());
-                                             ScheduleFlush();
-                                           });
+      raw->backoff_timer =
+          loop_->AddTimer(MonotonicNs() + (not_before - now_ms) * kNsPerMs, [this, id] {
+            auto it = pending_.find(id);
+            if (it == pending_.end()) return;
+            it->second->backoff_timer = 0;
+            MakeReady(it->second.get());
+            ScheduleFlush();
+          });
     } else {
       MakeReady(raw);
     }
@@ -427,9 +439,16 @@ void TaskQueue::Dispatch() {
     p->attempt_started_ms = now;
     db_->Q("INSERT INTO attempts (task_id, n, state, started_ms, daemon_pid) "
            "VALUES (?1, ?2, 'running', ?3, ?4)")
-        .Bind(1, id).Bind(2, p->attempts).Bind(3, now).Bind(4, getpid()).Run();
+        .Bind(1, id)
+        .Bind(2, p->attempts)
+        .Bind(3, now)
+        .Bind(4, getpid())
+        .Run();
     db_->Q("UPDATE tasks SET state = 'running', attempts = ?1, updated_ms = ?2 WHERE id = ?3")
-        .Bind(1, p->attempts).Bind(2, now).Bind(3, id).Run();
+        .Bind(1, p->attempts)
+        .Bind(2, now)
+        .Bind(3, id)
+        .Run();
     SetTaskState(id, "queued", "running");
   }
   Commit();
@@ -445,7 +464,8 @@ void TaskQueue::Dispatch() {
 
 void TaskQueue::StartAttempt(Pending* p) {
   int64_t id = p->id, n = p->attempts;
-  if (on_attempt_started) on_attempt_started(static_cast<double>(MonotonicNs() - p->ready_ns) / 1e9);
+  if (on_attempt_started)
+    on_attempt_started(static_cast<double>(MonotonicNs() - p->ready_ns) / 1e9);
   auto built = builder_(p->spec_json, p->owner);
   if (auto* err = std::get_if<std::string>(&built)) {
     CellResult r;
@@ -465,7 +485,10 @@ void TaskQueue::StartAttempt(Pending* p) {
     Tx();
     db_->Q("DELETE FROM attempts WHERE task_id = ?1 AND n = ?2").Bind(1, id).Bind(2, n).Run();
     db_->Q("UPDATE tasks SET state = 'queued', attempts = ?1, updated_ms = ?2 WHERE id = ?3")
-        .Bind(1, n - 1).Bind(2, NowMs()).Bind(3, id).Run();
+        .Bind(1, n - 1)
+        .Bind(2, NowMs())
+        .Bind(3, id)
+        .Run();
     SetTaskState(id, "running", "queued");
     p->attempts = n - 1;
     p->state = "queued";
@@ -489,9 +512,12 @@ void TaskQueue::StartAttempt(Pending* p) {
   Tx();
   db_->Q("UPDATE attempts SET cell_id = ?1, leader_pid = ?2, leader_starttime = ?3 "
          "WHERE task_id = ?4 AND n = ?5")
-      .Bind(1, p->cell_id).BindOpt(2, pid > 0 ? std::optional<int64_t>(pid) : std::nullopt)
+      .Bind(1, p->cell_id)
+      .BindOpt(2, pid > 0 ? std::optional<int64_t>(pid) : std::nullopt)
       .BindOpt(3, st ? std::optional<int64_t>(st->starttime) : std::nullopt)
-      .Bind(4, id).Bind(5, n).Run();
+      .Bind(4, id)
+      .Bind(5, n)
+      .Run();
   // No flush of its own: the identity rides with the next commit (at the latest the attempt's
   // end). Lost in a crash, it costs nothing: the Supervisor's own records tear the cell down.
 }
@@ -513,8 +539,12 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
     case CellState::kExited:
       outcome = r.exit_code == 0 ? "succeeded" : "failed";
       break;
-    case CellState::kTimedOut: outcome = "timed_out"; break;
-    case CellState::kFailedToStart: outcome = "failed"; break;
+    case CellState::kTimedOut:
+      outcome = "timed_out";
+      break;
+    case CellState::kFailedToStart:
+      outcome = "failed";
+      break;
     case CellState::kKilled:
       // A limit of the task's own is its failure; a signal from outside is a crash.
       outcome = r.reason == "signal" ? "crashed" : "failed";
@@ -528,23 +558,41 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   std::string out_path, err_path;
   if (r.state != CellState::kFailedToStart || !r.stdout_data.empty() || !r.stderr_data.empty()) {
     if (mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) {
-      if (WriteWhole(OutputPath(id, n, false), r.stdout_data).ok()) out_path = OutputPath(id, n, false);
-      if (WriteWhole(OutputPath(id, n, true), r.stderr_data).ok()) err_path = OutputPath(id, n, true);
+      if (WriteWhole(OutputPath(id, n, false), r.stdout_data).ok())
+        out_path = OutputPath(id, n, false);
+      if (WriteWhole(OutputPath(id, n, true), r.stderr_data).ok())
+        err_path = OutputPath(id, n, true);
     }
   }
   int64_t now = NowMs();
   Tx();
-  auto& u = db_->Q("UPDATE attempts SET state = ?1, ended_ms = ?2, exit_code = ?3, signal = ?4,"
-                   " reason = ?5, error = ?6, stdout_path = ?7, stderr_path = ?8,"
-                   " stdout_bytes = ?9, stderr_bytes = ?10, stdout_truncated = ?11,"
-                   " stderr_truncated = ?12 WHERE task_id = ?13 AND n = ?14");
+  auto& u = db_->Q(
+      "UPDATE attempts SET state = ?1, ended_ms = ?2, exit_code = ?3, signal = ?4,"
+      " reason = ?5, error = ?6, stdout_path = ?7, stderr_path = ?8,"
+      " stdout_bytes = ?9, stderr_bytes = ?10, stdout_truncated = ?11,"
+      " stderr_truncated = ?12 WHERE task_id = ?13 AND n = ?14");
   u.Bind(1, shutdown ? std::string("crashed") : outcome).Bind(2, now);
   u.BindOpt(3, r.exit_code ? std::optional<int64_t>(*r.exit_code) : std::nullopt);
-  if (r.signal) u.Bind(4, SignalName(*r.signal)); else u.BindNull(4);
-  if (!r.reason.empty()) u.Bind(5, r.reason); else u.BindNull(5);
-  if (!r.error.empty()) u.Bind(6, r.error); else u.BindNull(6);
-  if (!out_path.empty()) u.Bind(7, out_path); else u.BindNull(7);
-  if (!err_path.empty()) u.Bind(8, err_path); else u.BindNull(8);
+  if (r.signal)
+    u.Bind(4, SignalName(*r.signal));
+  else
+    u.BindNull(4);
+  if (!r.reason.empty())
+    u.Bind(5, r.reason);
+  else
+    u.BindNull(5);
+  if (!r.error.empty())
+    u.Bind(6, r.error);
+  else
+    u.BindNull(6);
+  if (!out_path.empty())
+    u.Bind(7, out_path);
+  else
+    u.BindNull(7);
+  if (!err_path.empty())
+    u.Bind(8, err_path);
+  else
+    u.BindNull(8);
   u.Bind(9, static_cast<int64_t>(r.stdout_bytes)).Bind(10, static_cast<int64_t>(r.stderr_bytes));
   u.Bind(11, r.stdout_truncated ? 1 : 0).Bind(12, r.stderr_truncated ? 1 : 0);
   u.Bind(13, id).Bind(14, n).Run();
@@ -555,7 +603,11 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
     p->attempts = n - 1;
     p->state = "queued";
     db_->Q("UPDATE tasks SET state = 'queued', attempts = ?1, not_before_ms = ?2, updated_ms = ?2"
-           " WHERE id = ?3").Bind(1, p->attempts).Bind(2, now).Bind(3, id).Run();
+           " WHERE id = ?3")
+        .Bind(1, p->attempts)
+        .Bind(2, now)
+        .Bind(3, id)
+        .Run();
     SetTaskState(id, "running", "queued");
     MakeReady(p);
   } else if (outcome == "succeeded" || outcome == "cancelled" || p->attempts >= p->max_attempts) {
@@ -566,7 +618,10 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
     delay = std::min(delay, kMaxBackoffMs);
     p->state = "queued";
     db_->Q("UPDATE tasks SET state = 'queued', not_before_ms = ?1, updated_ms = ?2 WHERE id = ?3")
-        .Bind(1, now + delay).Bind(2, now).Bind(3, id).Run();
+        .Bind(1, now + delay)
+        .Bind(2, now)
+        .Bind(3, id)
+        .Run();
     SetTaskState(id, "running", "queued");
     if (delay <= 0) {
       MakeReady(p);
@@ -586,7 +641,10 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
 void TaskQueue::Finish(Pending* p, const std::string& state) {
   int64_t id = p->id;
   db_->Q("UPDATE tasks SET state = ?1, updated_ms = ?2 WHERE id = ?3")
-      .Bind(1, state).Bind(2, NowMs()).Bind(3, id).Run();
+      .Bind(1, state)
+      .Bind(2, NowMs())
+      .Bind(3, id)
+      .Run();
   SetTaskState(id, p->state, state);
   std::vector<Reply> replies = std::move(p->cancel_replies);
   if (p->backoff_timer != 0) loop_->CancelTimer(p->backoff_timer);
@@ -643,14 +701,18 @@ void TaskQueue::Submit(TaskSubmission sub, Reply reply) {
   }
   int64_t now = NowMs();
   Tx();
-  auto& ins = db_->Q("INSERT INTO tasks (owner_uid, owner_gid, argv, spec, grp, priority, key,"
-                     " state, attempts, max_attempts, backoff_ms, not_before_ms, created_ms,"
-                     " updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', 0, ?8, ?9, ?10,"
-                     " ?10, ?10)");
+  auto& ins = db_->Q(
+      "INSERT INTO tasks (owner_uid, owner_gid, argv, spec, grp, priority, key,"
+      " state, attempts, max_attempts, backoff_ms, not_before_ms, created_ms,"
+      " updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'queued', 0, ?8, ?9, ?10,"
+      " ?10, ?10)");
   ins.Bind(1, static_cast<int64_t>(sub.owner.uid)).Bind(2, static_cast<int64_t>(sub.owner.gid));
   ins.Bind(3, Json(sub.argv).dump()).Bind(4, sub.spec_json).Bind(5, sub.group);
   ins.Bind(6, sub.priority);
-  if (sub.key.empty()) ins.BindNull(7); else ins.Bind(7, sub.key);
+  if (sub.key.empty())
+    ins.BindNull(7);
+  else
+    ins.Bind(7, sub.key);
   ins.Bind(8, sub.retries + 1).Bind(9, sub.backoff_ms).Bind(10, now).Run();
   int64_t id = db_->LastId();
   auto p = std::make_unique<Pending>();
@@ -694,8 +756,9 @@ bool TaskQueue::OwnsFinished(const Caller& caller, int64_t id, std::string* stat
 }
 
 TaskQueue::Json TaskQueue::TaskJson(int64_t id, bool with_attempts) {
-  auto& q = db_->Q("SELECT owner_uid, argv, grp, priority, key, state, attempts, max_attempts,"
-                   " backoff_ms, not_before_ms, created_ms, updated_ms FROM tasks WHERE id = ?1");
+  auto& q = db_->Q(
+      "SELECT owner_uid, argv, grp, priority, key, state, attempts, max_attempts,"
+      " backoff_ms, not_before_ms, created_ms, updated_ms FROM tasks WHERE id = ?1");
   q.Bind(1, id);
   if (!q.Step()) return Json{{"id", TaskId(id)}, {"state", "unknown"}};
   Json t = {{"id", TaskId(id)},
@@ -712,10 +775,11 @@ TaskQueue::Json TaskQueue::TaskJson(int64_t id, bool with_attempts) {
             {"not_before", static_cast<double>(q.Int(9)) / 1000},
             {"created", static_cast<double>(q.Int(10)) / 1000},
             {"updated", static_cast<double>(q.Int(11)) / 1000}};
-  auto& a = db_->Q("SELECT n, state, started_ms, ended_ms, exit_code, signal, reason, error,"
-                   " daemon_pid, cell_id, leader_pid, leader_starttime, stdout_path, stderr_path,"
-                   " stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated"
-                   " FROM attempts WHERE task_id = ?1 ORDER BY n");
+  auto& a = db_->Q(
+      "SELECT n, state, started_ms, ended_ms, exit_code, signal, reason, error,"
+      " daemon_pid, cell_id, leader_pid, leader_starttime, stdout_path, stderr_path,"
+      " stdout_bytes, stderr_bytes, stdout_truncated, stderr_truncated"
+      " FROM attempts WHERE task_id = ?1 ORDER BY n");
   a.Bind(1, id);
   Json attempts = Json::array();
   Json last;
@@ -730,10 +794,11 @@ TaskQueue::Json TaskQueue::TaskJson(int64_t id, bool with_attempts) {
                {"signal", opt_text(5)},
                {"reason", opt_text(6)},
                {"error", opt_text(7)},
-               {"cell", {{"daemon_pid", a.Int(8)},
-                         {"id", opt_text(9)},
-                         {"leader_pid", opt_int(10)},
-                         {"leader_starttime", opt_int(11)}}},
+               {"cell",
+                {{"daemon_pid", a.Int(8)},
+                 {"id", opt_text(9)},
+                 {"leader_pid", opt_int(10)},
+                 {"leader_starttime", opt_int(11)}}},
                {"stdout_path", opt_text(12)},
                {"stderr_path", opt_text(13)},
                {"stdout_bytes", opt_int(14)},
@@ -756,15 +821,18 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::List(const Caller& caller,
                                                        const std::string& state,
                                                        const std::string& group, int64_t limit) {
   if (!state.empty() && counts_.count(state) == 0) {
-    return Refusal{Refusal::kBadInput, "params.state: '" + state + "' is not a task state "
-                                       "(queued, running, succeeded, failed, timed_out, crashed, "
-                                       "cancelled)"};
+    return Refusal{Refusal::kBadInput,
+                   "params.state: '" + state +
+                       "' is not a task state "
+                       "(queued, running, succeeded, failed, timed_out, crashed, "
+                       "cancelled)"};
   }
   if (!group.empty() && !ValidGroup(group)) {
     return Refusal{Refusal::kBadInput, "params.group: '" + group + "' is not a group name"};
   }
-  auto& q = db_->Q("SELECT id FROM tasks WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR grp = ?2)"
-                   " AND (?3 < 0 OR owner_uid = ?3) ORDER BY id DESC LIMIT ?4");
+  auto& q = db_->Q(
+      "SELECT id FROM tasks WHERE (?1 = '' OR state = ?1) AND (?2 = '' OR grp = ?2)"
+      " AND (?3 < 0 OR owner_uid = ?3) ORDER BY id DESC LIMIT ?4");
   q.Bind(1, state).Bind(2, group).Bind(3, caller.root() ? -1 : static_cast<int64_t>(caller.uid));
   q.Bind(4, limit);
   std::vector<int64_t> ids;
@@ -842,14 +910,16 @@ void TaskQueue::Cancel(const Caller& caller, const std::string& id, Reply reply)
 void TaskQueue::Retry(const Caller& caller, const std::string& id, Reply reply) {
   Refusal why;
   if (Owned(caller, id, &why) != nullptr) {
-    return reply(Refusal{Refusal::kBadInput, "task " + id + " has not finished; nothing to retry "
-                                             "(cancel it first to start over)"});
+    return reply(Refusal{Refusal::kBadInput, "task " + id +
+                                                 " has not finished; nothing to retry "
+                                                 "(cancel it first to start over)"});
   }
   auto n = ParseId(id);
   std::string state;
   if (!n || !OwnsFinished(caller, *n, &state, &why)) return reply(why);
-  auto& q = db_->Q("SELECT owner_uid, owner_gid, grp, priority, spec, attempts, backoff_ms "
-                   "FROM tasks WHERE id = ?1");
+  auto& q = db_->Q(
+      "SELECT owner_uid, owner_gid, grp, priority, spec, attempts, backoff_ms "
+      "FROM tasks WHERE id = ?1");
   q.Bind(1, *n);
   if (!q.Step()) return reply(why);
   auto p = std::make_unique<Pending>();
@@ -867,7 +937,10 @@ void TaskQueue::Retry(const Caller& caller, const std::string& id, Reply reply) 
   Tx();
   db_->Q("UPDATE tasks SET state = 'queued', max_attempts = ?1, not_before_ms = ?2,"
          " updated_ms = ?2 WHERE id = ?3")
-      .Bind(1, p->max_attempts).Bind(2, now).Bind(3, *n).Run();
+      .Bind(1, p->max_attempts)
+      .Bind(2, now)
+      .Bind(3, *n)
+      .Run();
   SetTaskState(*n, state, "queued");
   MakeReady(p.get());
   pending_.emplace(*n, std::move(p));
@@ -893,12 +966,14 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
     m.Bind(1, *n);
     attempt = m.Step() ? m.Int(0) : 0;
     if (attempt == 0) {
-      return Json{{"data", ""}, {"offset", 0}, {"next_offset", 0}, {"total_bytes", 0},
-                  {"truncated", false}, {"done", false}, {"attempt", 0}, {"task_done", task_done}};
+      return Json{{"data", ""},       {"offset", 0},           {"next_offset", 0},
+                  {"total_bytes", 0}, {"truncated", false},    {"done", false},
+                  {"attempt", 0},     {"task_done", task_done}};
     }
   }
-  auto& q = db_->Q("SELECT state, cell_id, stdout_path, stderr_path, stdout_bytes, stderr_bytes,"
-                   " stdout_truncated, stderr_truncated FROM attempts WHERE task_id = ?1 AND n = ?2");
+  auto& q = db_->Q(
+      "SELECT state, cell_id, stdout_path, stderr_path, stdout_bytes, stderr_bytes,"
+      " stdout_truncated, stderr_truncated FROM attempts WHERE task_id = ?1 AND n = ?2");
   q.Bind(1, *n).Bind(2, attempt);
   if (!q.Step()) {
     return Refusal{Refusal::kBadInput, "task " + id + " has no attempt " + std::to_string(attempt)};
@@ -909,14 +984,21 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
     if (p != nullptr && p->cell_id == cell && !cell.empty()) {
       auto chunk = sup_->Output(Caller{}, cell, stderr_stream, offset, max_bytes);
       if (auto* c = std::get_if<Supervisor::OutputChunk>(&chunk)) {
-        out.update({{"data", c->data}, {"offset", c->offset}, {"next_offset", c->next_offset},
-                    {"total_bytes", c->total_bytes}, {"truncated", c->truncated},
+        out.update({{"data", c->data},
+                    {"offset", c->offset},
+                    {"next_offset", c->next_offset},
+                    {"total_bytes", c->total_bytes},
+                    {"truncated", c->truncated},
                     {"done", false}});
         return out;
       }
     }
-    out.update({{"data", ""}, {"offset", offset}, {"next_offset", offset}, {"total_bytes", 0},
-                {"truncated", false}, {"done", false}});
+    out.update({{"data", ""},
+                {"offset", offset},
+                {"next_offset", offset},
+                {"total_bytes", 0},
+                {"truncated", false},
+                {"done", false}});
     return out;
   }
   int col = stderr_stream ? 3 : 2;
@@ -937,8 +1019,12 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
     }
   }
   offset = std::min(offset, size);
-  out.update({{"data", data}, {"offset", offset}, {"next_offset", offset + data.size()},
-              {"total_bytes", total}, {"truncated", truncated}, {"done", true}});
+  out.update({{"data", data},
+              {"offset", offset},
+              {"next_offset", offset + data.size()},
+              {"total_bytes", total},
+              {"truncated", truncated},
+              {"done", true}});
   return out;
 }
 
@@ -950,17 +1036,18 @@ void TaskQueue::SetGroup(const Caller& caller, const std::string& group, int64_t
                                                  "_ - .)"});
   }
   if (!caller.root() && caller.uid != geteuid()) {
-    return reply(Refusal{Refusal::kNotAllowed, "only root or the daemon's own user may set group "
-                                               "limits: they apply to every user's tasks"});
+    return reply(Refusal{Refusal::kNotAllowed,
+                         "only root or the daemon's own user may set group "
+                         "limits: they apply to every user's tasks"});
   }
   Tx();
   db_->Q("INSERT INTO groups (name, parallel) VALUES (?1, ?2) "
          "ON CONFLICT(name) DO UPDATE SET parallel = excluded.parallel")
-      .Bind(1, group).Bind(2, parallel).Run();
+      .Bind(1, group)
+      .Bind(2, parallel)
+      .Run();
   limits_[group] = parallel;
-  AfterCommit([reply, group, parallel] {
-    reply(Json{{"group", group}, {"parallel", parallel}});
-  });
+  AfterCommit([reply, group, parallel] { reply(Json{{"group", group}, {"parallel", parallel}}); });
   ScheduleFlush();
 }
 

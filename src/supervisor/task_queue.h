@@ -36,13 +36,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <set>
 #include <string>
 #include <variant>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "supervisor/supervisor.h"
 #include "sys/event_loop.h"
@@ -71,9 +70,8 @@ struct TaskSubmission {
 };
 
 // Builds the cell for one attempt, or says why it cannot (a sentence; the attempt then fails).
-using SpecBuilder =
-    std::function<std::variant<CellSpec, std::string>(const std::string& spec_json,
-                                                      const Caller& owner)>;
+using SpecBuilder = std::function<std::variant<CellSpec, std::string>(const std::string& spec_json,
+                                                                      const Caller& owner)>;
 
 class TaskQueue {
  public:
@@ -134,8 +132,8 @@ class TaskQueue {
     int64_t attempts = 0;  // attempts that counted so far (the running one included)
     int64_t max_attempts = 1;
     int64_t backoff_ms = 0;
-    std::string state;     // queued | running
-    std::string cell_id;   // while running
+    std::string state;    // queued | running
+    std::string cell_id;  // while running
     int64_t attempt_started_ms = 0;
     int64_t ready_ns = 0;  // when it became ready to run (wait-time metric)
     EventLoop::Token backoff_timer = 0;
