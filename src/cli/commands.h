@@ -18,6 +18,7 @@ int Submit(int argc, char** argv);
 int Tasks(int argc, char** argv);
 int Cancel(int argc, char** argv);
 int Retry(int argc, char** argv);
+int Group(int argc, char** argv);
 int Scan(int argc, char** argv);
 int Mcp(int argc, char** argv);
 

@@ -20,12 +20,14 @@
 #include "api/metrics_scan.h"
 #include "api/rpc_methods.h"
 #include "api/socket_path.h"
+#include "api/task_methods.h"
 #include "api/unix_server.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "scan/host_scan.h"
 #include "scan/report_json.h"
 #include "supervisor/supervisor.h"
+#include "supervisor/task_queue.h"
 #include "sys/signal_fd.h"
 
 namespace corral::cli {
@@ -45,6 +47,7 @@ groups (from SO_PEERCRED), and a client that disconnects during `run` cancels it
   --max-queued N       calls allowed to wait (default 1024); past it: -32001 overloaded
   --scan-interval DUR  host scan cadence for the host metrics (default 5s; 0: off)
   --containment MODE   cgroup2 | cgroup1 | pgroup (default: the best this host offers)
+  --queue KIND         the durable task queue: sqlite (default: STATE-DIR/tasks.db)
 
 SIGTERM or SIGINT: stop accepting, cancel every cell, reap, remove the socket, exit 0.
 After a crash (even SIGKILL) the next start tears down the cells the previous one left.
@@ -67,7 +70,7 @@ int Fail(const std::string& what) {
 
 int Daemon(int argc, char** argv) {
   std::string socket_path = DefaultSocketPath(), socket_group, metrics_addr = "127.0.0.1:9464";
-  std::string state_dir = DefaultStateDir(), containment;
+  std::string state_dir = DefaultStateDir(), containment, queue_kind = "sqlite";
   SupervisorOptions opts;
   int64_t scan_interval_ns = 5 * kNsPerSec;
   for (int i = 1; i < argc; ++i) {
@@ -96,7 +99,7 @@ int Daemon(int argc, char** argv) {
     std::string name = a.substr(0, a.find('='));
     if (name != "--socket" && name != "--socket-group" && name != "--metrics" &&
         name != "--state-dir" && name != "--max-running" && name != "--max-queued" &&
-        name != "--scan-interval" && name != "--containment") {
+        name != "--scan-interval" && name != "--containment" && name != "--queue") {
       return Fail("unknown option " + a + " (see `corral daemon --help`)");
     }
     if (!value(&v)) return Fail(a + " needs a value");
@@ -105,6 +108,7 @@ int Daemon(int argc, char** argv) {
     else if (a == "--metrics") metrics_addr = v;
     else if (a == "--state-dir") state_dir = v;
     else if (a == "--containment") containment = v;
+    else if (a == "--queue") queue_kind = v;
     else if (a == "--max-running") {
       if (!count(&opts.max_running) || opts.max_running == 0) return Fail("--max-running: '" + v + "' is not a positive number");
     } else if (a == "--max-queued") {
@@ -141,6 +145,16 @@ int Daemon(int argc, char** argv) {
   if (!sup_or.ok()) return Fail(sup_or.error().message());
   Supervisor* sup = sup_or->get();
 
+  // After the Supervisor's recovery: a dead daemon's running attempts become crashed, re-queued.
+  if (queue_kind != "sqlite") {
+    return Fail("--queue: '" + queue_kind + "' is not available in this build (only sqlite; "
+                "PostgreSQL is planned, see docs/queue.md)");
+  }
+  auto queue_or = TaskQueue::Open(loop, sup, TaskQueueOptions{state_dir},
+                                  api::CellParamsSpecBuilder());
+  if (!queue_or.ok()) return Fail(queue_or.error().message());
+  TaskQueue* queue = queue_or->get();
+
   UnixServer::Options server_opts;
   server_opts.path = socket_path;
   if (!socket_group.empty()) {
@@ -155,6 +169,7 @@ int Daemon(int argc, char** argv) {
   // Metrics: updated as things happen; /metrics only renders.
   metrics::Registry registry;
   api::DaemonMetrics daemon_metrics(&registry, sup, loop);
+  api::RegisterTaskMetrics(&registry, queue);
 
   std::unique_ptr<api::HttpServer> http;
   if (metrics_addr != "off") {
@@ -204,6 +219,7 @@ int Daemon(int argc, char** argv) {
     return last_scan;
   };
   api::RegisterMethods(server, sup, loop, extras);
+  api::RegisterTaskMethods(server, queue, loop);
 
   auto sigfd = SignalFd::Create(shutdown_set);
   if (!sigfd.ok()) return Fail(sigfd.error().message());
@@ -222,6 +238,10 @@ int Daemon(int argc, char** argv) {
                socket_path.c_str(), ContainmentModeName(opts.containment.mode),
                http ? ("http://" + http->bound_address() + "/metrics").c_str() : "off",
                state_dir.c_str());
+  if (queue->recovered_crashed() > 0) {
+    std::fprintf(stderr, "corral daemon: %d task attempts of a previous daemon marked crashed\n",
+                 queue->recovered_crashed());
+  }
   if (sup->recovered_killed() > 0) {
     std::fprintf(stderr, "corral daemon: killed %d processes left by a previous daemon\n",
                  sup->recovered_killed());

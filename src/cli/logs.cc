@@ -2,25 +2,72 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include "cli/client.h"
 #include "cli/commands.h"
 
 namespace corral::cli {
+namespace {
+
+// A task's output: attempt N, or the latest one, following retries while the task is not done.
+int TaskLogs(UnixClient* client, const std::string& id, bool err, bool follow, int64_t attempt) {
+  uint64_t offset = 0;
+  int64_t shown = 0;  // the attempt whose bytes are being printed
+  for (;;) {
+    jsonrpc::json params = {{"id", id}, {"stream", err ? "stderr" : "stdout"}, {"offset", offset}};
+    if (attempt > 0) params["attempt"] = attempt;
+    else if (shown > 0) params["attempt"] = shown;
+    auto r = client->Call("task_output", params);
+    if (!r.ok() || !r->ok()) {
+      std::fprintf(stderr, "corral logs: %s\n",
+                   r.ok() ? r->error->message.c_str() : r.error().message().c_str());
+      return kExitCorralError;
+    }
+    const auto& res = *r->result;
+    std::string data = res.value("data", "");
+    std::fwrite(data.data(), 1, data.size(), stdout);
+    std::fflush(stdout);
+    offset = res.value("next_offset", offset);
+    shown = res.value("attempt", shown);
+    bool done = res.value("done", false);
+    if (!follow || (done && data.empty() && (attempt > 0 || res.value("task_done", false)))) {
+      return 0;
+    }
+    if (done && data.empty() && attempt == 0) {
+      // This attempt is over but the task is not: move on to a newer attempt once there is one.
+      auto latest = client->Call("task_output", {{"id", id}, {"offset", 0}, {"max_bytes", 1}});
+      if (latest.ok() && latest->ok() && (*latest->result).value("attempt", shown) > shown) {
+        shown = (*latest->result).value("attempt", shown);
+        offset = 0;
+        std::fprintf(stderr, "corral logs: %s attempt %lld\n", id.c_str(),
+                     static_cast<long long>(shown));
+        continue;
+      }
+    }
+    if (data.empty()) usleep(100000);
+  }
+}
+
+}  // namespace
 
 int Logs(int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
   std::string id;
   bool err = false, follow = false;
+  int64_t attempt = 0;  // tasks: 0 = the latest attempt
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--stderr") err = true;
     else if (a == "--follow" || a == "-f") follow = true;
+    else if (a == "--attempt" && i + 1 < argc) attempt = std::strtoll(argv[++i], nullptr, 10);
     else if (a[0] != '-' && id.empty()) id = a;
     else {
-      std::fputs("usage: corral logs [--socket PATH] [--stderr] [--follow] ID\n\nPrints cell ID's "
-                 "output (stdout, or stderr with --stderr); --follow keeps printing until it ends.\n",
+      std::fputs("usage: corral logs [--socket PATH] [--stderr] [--follow] [--attempt N] ID\n\nPrints "
+                 "cell ID's output (stdout, or stderr with --stderr); --follow keeps printing until "
+                 "it ends.\nFor a task (t-N): its latest attempt, or attempt N; --follow goes on "
+                 "through retries until the task is finished.\n",
                  a == "--help" ? stdout : stderr);
       return a == "--help" ? 0 : kExitCorralError;
     }
@@ -34,6 +81,7 @@ int Logs(int argc, char** argv) {
     std::fprintf(stderr, "corral logs: %s\n", client.error().message().c_str());
     return kExitCorralError;
   }
+  if (id.rfind("t-", 0) == 0) return TaskLogs(&client.value(), id, err, follow, attempt);
   uint64_t offset = 0;
   for (;;) {
     auto r = client->Call("output", {{"id", id}, {"stream", err ? "stderr" : "stdout"},

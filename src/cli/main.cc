@@ -28,6 +28,7 @@ constexpr Subcommand kSubcommands[] = {
     {"tasks", corral::cli::Tasks, "list queued, running and finished tasks"},
     {"cancel", corral::cli::Cancel, "cancel a task"},
     {"retry", corral::cli::Retry, "run a finished task again"},
+    {"group", corral::cli::Group, "set a task group's concurrency limit"},
     {"scan", corral::cli::Scan, "report zombies, D-state processes, PID/fd/GPU pressure"},
     {"mcp", corral::cli::Mcp, "an MCP server on stdio exposing the run tools"},
     {"doctor", corral::cli::Doctor, "what this host supports and what corral will use"},

@@ -100,6 +100,8 @@ class Supervisor {
   // Counters for stats and metrics.
   size_t running() const { return host_->running(); }
   size_t queued() const { return queue_.size(); }
+  size_t max_running() const { return options_.max_running; }
+  bool shutting_down() const { return shutting_down_; }
   const std::map<std::string, uint64_t>& finished_by_state() const { return by_state_; }
   CellHost* host() const { return host_.get(); }
   int recovered_killed() const { return recovered_killed_; }
