@@ -275,11 +275,11 @@ Status TaskQueue::Recover() {
     // The Supervisor's recovery has killed the dead daemon's cells; a leader that is still the
     // same process (pid and starttime) is killed again and waited for before its task reruns.
     auto st = s.pid > 0 ? ReadProcStat(static_cast<pid_t>(s.pid)) : std::nullopt;
-    if (!st || static_cast<int64_t>(st->starttime) != s.starttime || st->state == 'Z') continue;
+    if (!st || static_cast<int64_t>(st->starttime_ticks) != s.starttime || st->state == 'Z') continue;
     auto fd = PidfdOpen(static_cast<pid_t>(s.pid));
     if (!fd.ok()) continue;                                // ESRCH: gone meanwhile
     auto again = ReadProcStat(static_cast<pid_t>(s.pid));  // the pidfd now pins the process
-    if (!again || static_cast<int64_t>(again->starttime) != s.starttime) continue;
+    if (!again || static_cast<int64_t>(again->starttime_ticks) != s.starttime) continue;
     (void)PidfdSendSignal(fd->get(), SIGKILL);
     blockers_[s.task] = std::move(fd).value();
   }
@@ -514,7 +514,7 @@ void TaskQueue::StartAttempt(Pending* p) {
          "WHERE task_id = ?4 AND n = ?5")
       .Bind(1, p->cell_id)
       .BindOpt(2, pid > 0 ? std::optional<int64_t>(pid) : std::nullopt)
-      .BindOpt(3, st ? std::optional<int64_t>(st->starttime) : std::nullopt)
+      .BindOpt(3, st ? std::optional<int64_t>(st->starttime_ticks) : std::nullopt)
       .Bind(4, id)
       .Bind(5, n)
       .Run();
