@@ -188,10 +188,9 @@ void Cell::Launch() {
     int code = resolved.error().code() == ENOENT ? 127 : 126;
     return FailToStart(code, resolved.error().message());
   }
-  req.path = exe == spec_.argv[0] ? resolved.value() : spec_.argv[0];
-  if (req.path != resolved.value() && spec_.argv[0].find('/') == std::string::npos) {
-    req.path = resolved.value();
-  }
+  // A bare name execs what the PATH search found; a path is exec'd as given, since the child
+  // resolves a relative one after its chdir.
+  req.path = spec_.argv[0].find('/') == std::string::npos ? resolved.value() : spec_.argv[0];
   req.argv = spec_.argv;
   req.cwd = spec_.cwd;
   req.cgroup_dir_fd = containment_->clone_into_fd();
