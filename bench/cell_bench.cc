@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "cell/cell.h"
+#include "cell/result_json.h"
 #include "sys/clock.h"
 
 extern char** environ;
@@ -161,6 +162,18 @@ double KillpgTree(const std::string& v2root, const std::string& payload, int n, 
   return ms;
 }
 
+// The cgroup2 directory of pid ("0::/corral/pool/0" in /proc/PID/cgroup), under the mount that
+// holds v2_root.
+std::string V2Dir(const std::string& v2_root, pid_t pid) {
+  std::string mount = v2_root.substr(0, v2_root.rfind('/'));
+  auto text = ReadSmallFile("/proc/" + std::to_string(pid) + "/cgroup");
+  if (!text.ok()) return "";
+  size_t at = text->find("0::");
+  if (at == std::string::npos) return "";
+  size_t end = text->find('\n', at);
+  return mount + text->substr(at + 3, end == std::string::npos ? std::string::npos : end - at - 3);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -251,12 +264,20 @@ int main(int argc, char** argv) {
     s.grace_ns = 0;
     bool done = false;
     int64_t t0 = 0;
+    CellResult result;
     Cell* cell = (*host)->Start(s, [&](const CellResult& res) {
       done = true;
+      result = res;
       cell_left += static_cast<int>(res.stuck.size());
     });
-    std::string procs = (config->v2_root + "/" + s.id + "/cgroup.procs");
-    while (CountLines(procs) < n + 1) (void)(*loop)->RunOnce(2 * kNsPerMs);
+    // The cell's directory may be a pool slot: ask the kernel where the leader is.
+    std::string procs = V2Dir(config->v2_root, cell->leader_pid()) + "/cgroup.procs";
+    while (!done && CountLines(procs) < n + 1) (void)(*loop)->RunOnce(2 * kNsPerMs);
+    if (done) {
+      std::fprintf(stderr, "(c) the tree's cell ended before it was complete: %s\n",
+                   DumpJson(ResultToJson(result)).c_str());
+      return 1;
+    }
     t0 = MonotonicNs();
     cell->Cancel("cancelled");
     while (!done) (void)(*loop)->RunOnce();
