@@ -64,11 +64,22 @@ void RunPlain(const std::vector<std::string>& args) {
   if (pid > 0) waitpid(pid, &st, 0);
 }
 
-// Mean milliseconds per call over n calls.
-double TimeCalls(int n, const std::function<void()>& call) {
-  int64_t t0 = MonotonicNs();
-  for (int i = 0; i < n; ++i) call();
-  return static_cast<double>(MonotonicNs() - t0) / 1e6 / n;
+// Runs the variants in turn, `batch` calls each, until each has made n calls; returns each one's
+// mean ms per call. Small interleaved batches keep a change in the machine's load (other builds
+// on a shared VM) from landing on one variant only.
+std::vector<double> TimeInterleaved(int n, int batch, const std::vector<std::function<void()>>& calls) {
+  std::vector<int64_t> ns(calls.size(), 0);
+  for (int done = 0; done < n; done += batch) {
+    int k = std::min(batch, n - done);
+    for (size_t v = 0; v < calls.size(); ++v) {
+      int64_t t0 = MonotonicNs();
+      for (int i = 0; i < k; ++i) calls[v]();
+      ns[v] += MonotonicNs() - t0;
+    }
+  }
+  std::vector<double> ms;
+  for (int64_t t : ns) ms.push_back(static_cast<double>(t) / 1e6 / n);
+  return ms;
 }
 
 struct Row {
@@ -225,9 +236,10 @@ int main(int argc, char** argv) {
                         {"cell API: own cgroup, capture, setsid, close_range", {}},
                         {"cell API, pgroup backend (no cgroup work)", {}}};
   for (int r = 0; r < rounds; ++r) {
-    a[0].ms.push_back(TimeCalls(per_round, [] { RunPlain({"/bin/true"}); }));
-    a[1].ms.push_back(TimeCalls(per_round, [&] { cell_call(OutputMode::kCapture); }));
-    a[2].ms.push_back(TimeCalls(per_round, pgroup_call));
+    auto ms = TimeInterleaved(per_round, 10, {[] { RunPlain({"/bin/true"}); },
+                                              [&] { cell_call(OutputMode::kCapture); },
+                                              pgroup_call});
+    for (size_t i = 0; i < a.size(); ++i) a[i].ms.push_back(ms[i]);
   }
   PrintTable("(a) per-call cost of a cell", a, 0);
 
@@ -238,11 +250,14 @@ int main(int argc, char** argv) {
   bool tini = Exists("/usr/bin/tini");
   if (tini) b.push_back({"tini -s -- /bin/true", {}});
   int cli_n = std::max(20, per_round / 4);
+  std::vector<std::function<void()>> cli = {
+      [] { RunPlain({"/bin/true"}); },
+      [] { RunPlain({"/usr/bin/timeout", "30", "/bin/true"}); },
+      [&] { RunPlain({corral_bin, "run", "--", "/bin/true"}); }};
+  if (tini) cli.push_back([] { RunPlain({"/usr/bin/tini", "-s", "--", "/bin/true"}); });
   for (int r = 0; r < rounds; ++r) {
-    b[0].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/bin/true"}); }));
-    b[1].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/usr/bin/timeout", "30", "/bin/true"}); }));
-    b[2].ms.push_back(TimeCalls(cli_n, [&] { RunPlain({corral_bin, "run", "--", "/bin/true"}); }));
-    if (tini) b[3].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/usr/bin/tini", "-s", "--", "/bin/true"}); }));
+    auto ms = TimeInterleaved(cli_n, 5, cli);
+    for (size_t i = 0; i < b.size(); ++i) b[i].ms.push_back(ms[i]);
   }
   PrintTable("(b) command-line wrappers (ratio to coreutils timeout)", b, 1);
 
