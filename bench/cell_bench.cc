@@ -1,5 +1,6 @@
 // corral-bench: the cell engine against its baselines, measured side by side in one invocation
-// (the machines are noisy, so every figure is a ratio to a baseline run in the same rounds).
+// (the machines are noisy, so every figure is a ratio to a baseline run in the same rounds; (a)
+// and (b) alternate the variants in small batches and print the median batch).
 //
 //   (a) spawn:  in-process cell API (own cgroup, stdout/stderr capture, setsid, close_range) vs
 //               a bare posix_spawn + waitpid loop on /bin/true (glibc posix_spawn is vfork-style)
@@ -64,22 +65,20 @@ void RunPlain(const std::vector<std::string>& args) {
   if (pid > 0) waitpid(pid, &st, 0);
 }
 
-// Runs the variants in turn, `batch` calls each, until each has made n calls; returns each one's
-// mean ms per call. Small interleaved batches keep a change in the machine's load (other builds
-// on a shared VM) from landing on one variant only.
-std::vector<double> TimeInterleaved(int n, int batch, const std::vector<std::function<void()>>& calls) {
-  std::vector<int64_t> ns(calls.size(), 0);
+// Runs the variants in turn, `batch` calls each, until each has made n calls, and appends each
+// batch's mean ms per call to that variant's samples; tables print the median sample. Small
+// interleaved batches and a median keep a burst of load on the shared VM (other engineers'
+// builds) from landing on one variant only or from skewing a whole round.
+void TimeInterleaved(int n, int batch, const std::vector<std::function<void()>>& calls,
+                     std::vector<std::vector<double>*> samples) {
   for (int done = 0; done < n; done += batch) {
     int k = std::min(batch, n - done);
     for (size_t v = 0; v < calls.size(); ++v) {
       int64_t t0 = MonotonicNs();
       for (int i = 0; i < k; ++i) calls[v]();
-      ns[v] += MonotonicNs() - t0;
+      samples[v]->push_back(static_cast<double>(MonotonicNs() - t0) / 1e6 / k);
     }
   }
-  std::vector<double> ms;
-  for (int64_t t : ns) ms.push_back(static_cast<double>(t) / 1e6 / n);
-  return ms;
 }
 
 struct Row {
@@ -121,20 +120,31 @@ void WaitForMembers(const std::string& procs, int want) {
 
 // A v2 cgroup with a 100-process tree in it; returns the cgroup path.
 std::string MakeTreeCgroup(const std::string& v2root, const std::string& payload, int n,
-                           pid_t* leader) {
+                           pid_t* leader, const std::vector<std::string>& v1_dirs = {}) {
   std::string dir = v2root + "/bench-" + std::to_string(getpid());
   mkdir(dir.c_str(), 0755);
   // The leader waits 50 ms before forking, time for us to move it into the cgroup.
   *leader = SpawnPlain({payload, "sleep", "0.05", "+", "tree", std::to_string(n), "60", "+",
                         "sleep", "60"}, /*own_group=*/true);
   (void)WriteFileString(dir + "/cgroup.procs", std::to_string(*leader));
+  for (const std::string& d : v1_dirs) (void)WriteFileString(d + "/cgroup.procs", std::to_string(*leader));
   WaitForMembers(dir + "/cgroup.procs", n + 1);
   return dir;
 }
 
-double BareCgroupKill(const std::string& v2root, const std::string& payload, int n) {
+// `v1_roots`: v1 hierarchies (pids, memory) the tree also joins, as a cgroup1 cell's tree does:
+// then every exit also uncharges a non-root memcg and pids counter, kernel work a tree in the
+// v2 directory alone does not pay.
+double BareCgroupKill(const std::string& v2root, const std::string& payload, int n,
+                      const std::vector<std::string>& v1_roots = {}) {
   pid_t leader;
-  std::string dir = MakeTreeCgroup(v2root, payload, n, &leader);
+  std::vector<std::string> v1_dirs;
+  for (const std::string& root : v1_roots) {
+    if (root.empty()) continue;
+    v1_dirs.push_back(root + "/bench-" + std::to_string(getpid()));
+    mkdir(v1_dirs.back().c_str(), 0755);
+  }
+  std::string dir = MakeTreeCgroup(v2root, payload, n, &leader, v1_dirs);
   auto events = OpenFile(dir + "/cgroup.events", O_RDONLY);
   int ep = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
@@ -151,6 +161,7 @@ double BareCgroupKill(const std::string& v2root, const std::string& payload, int
   close(ep);
   ReapAll();
   rmdir(dir.c_str());
+  for (const std::string& d : v1_dirs) rmdir(d.c_str());
   return ms;
 }
 
@@ -236,12 +247,12 @@ int main(int argc, char** argv) {
                         {"cell API: own cgroup, capture, setsid, close_range", {}},
                         {"cell API, pgroup backend (no cgroup work)", {}}};
   for (int r = 0; r < rounds; ++r) {
-    auto ms = TimeInterleaved(per_round, 10, {[] { RunPlain({"/bin/true"}); },
-                                              [&] { cell_call(OutputMode::kCapture); },
-                                              pgroup_call});
-    for (size_t i = 0; i < a.size(); ++i) a[i].ms.push_back(ms[i]);
+    TimeInterleaved(per_round, 10,
+                    {[] { RunPlain({"/bin/true"}); }, [&] { cell_call(OutputMode::kCapture); },
+                     pgroup_call},
+                    {&a[0].ms, &a[1].ms, &a[2].ms});
   }
-  PrintTable("(a) per-call cost of a cell", a, 0);
+  PrintTable("(a) per-call cost of a cell (median of interleaved batches of 10)", a, 0);
 
   // (b) cli
   std::vector<Row> b = {{"/bin/true (bare)", {}},
@@ -255,11 +266,10 @@ int main(int argc, char** argv) {
       [] { RunPlain({"/usr/bin/timeout", "30", "/bin/true"}); },
       [&] { RunPlain({corral_bin, "run", "--", "/bin/true"}); }};
   if (tini) cli.push_back([] { RunPlain({"/usr/bin/tini", "-s", "--", "/bin/true"}); });
-  for (int r = 0; r < rounds; ++r) {
-    auto ms = TimeInterleaved(cli_n, 5, cli);
-    for (size_t i = 0; i < b.size(); ++i) b[i].ms.push_back(ms[i]);
-  }
-  PrintTable("(b) command-line wrappers (ratio to coreutils timeout)", b, 1);
+  std::vector<std::vector<double>*> cli_samples;
+  for (Row& row : b) cli_samples.push_back(&row.ms);
+  for (int r = 0; r < rounds; ++r) TimeInterleaved(cli_n, 5, cli, cli_samples);
+  PrintTable("(b) command-line wrappers, median of interleaved batches of 5 (ratio to coreutils timeout)", b, 1);
 
   // (c) tree kill
   if (config->v2_root.empty()) {
@@ -269,8 +279,9 @@ int main(int argc, char** argv) {
   const int n = 100;
   std::vector<Row> c = {{"bare cgroup.kill + populated 0 (floor)", {}},
                         {"cell: Cancel (grace 0) until tree gone", {}},
-                        {"killpg(leader's group), SIGKILL", {}}};
-  int escaped_total = 0, cell_left = 0, kill_rounds = std::max(3, rounds / 2);
+                        {"killpg(leader's group), SIGKILL", {}},
+                        {"bare cgroup.kill, tree also in v1 pids+memory", {}}};
+  int escaped_total = 0, cell_left = 0, kill_rounds = std::max(3, rounds);
   for (int r = 0; r < kill_rounds; ++r) {
     c[0].ms.push_back(BareCgroupKill(config->v2_root, payload, n));
     CellSpec s;
@@ -300,6 +311,9 @@ int main(int argc, char** argv) {
     ReapAll();
     int escaped = 0;
     c[2].ms.push_back(KillpgTree(config->v2_root, payload, n, &escaped));
+    // The same floor with the cell's cgroup membership (on cgroup1 hosts: + v1 pids, memory).
+    c[3].ms.push_back(BareCgroupKill(config->v2_root, payload, n,
+                                     {config->v1_pids_root, config->v1_memory_root}));
     escaped_total += escaped;
   }
   PrintTable("(c) tree gone, 100 processes, half of them setsid'd (ratio to bare cgroup.kill)", c, 0);
