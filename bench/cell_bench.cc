@@ -127,7 +127,9 @@ std::string MakeTreeCgroup(const std::string& v2root, const std::string& payload
   *leader = SpawnPlain({payload, "sleep", "0.05", "+", "tree", std::to_string(n), "60", "+",
                         "sleep", "60"}, /*own_group=*/true);
   (void)WriteFileString(dir + "/cgroup.procs", std::to_string(*leader));
-  for (const std::string& d : v1_dirs) (void)WriteFileString(d + "/cgroup.procs", std::to_string(*leader));
+  for (const std::string& d : v1_dirs) {
+    (void)WriteFileString(d + "/cgroup.procs", std::to_string(*leader));
+  }
   WaitForMembers(dir + "/cgroup.procs", n + 1);
   return dir;
 }
@@ -269,7 +271,8 @@ int main(int argc, char** argv) {
   std::vector<std::vector<double>*> cli_samples;
   for (Row& row : b) cli_samples.push_back(&row.ms);
   for (int r = 0; r < rounds; ++r) TimeInterleaved(cli_n, 5, cli, cli_samples);
-  PrintTable("(b) command-line wrappers, median of interleaved batches of 5 (ratio to coreutils timeout)", b, 1);
+  PrintTable("(b) command-line wrappers, median of interleaved batches of 5 (ratio to timeout)", b,
+             1);
 
   // (c) tree kill
   if (config->v2_root.empty()) {

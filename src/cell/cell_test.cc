@@ -338,7 +338,8 @@ std::string V2PathIn(const std::string& proc_self_cgroup) {
   size_t at = proc_self_cgroup.find("0::");
   if (at == std::string::npos) return "";
   size_t end = proc_self_cgroup.find('\n', at);
-  return proc_self_cgroup.substr(at + 3, end == std::string::npos ? std::string::npos : end - at - 3);
+  size_t len = end == std::string::npos ? std::string::npos : end - at - 3;
+  return proc_self_cgroup.substr(at + 3, len);
 }
 
 std::string V2PathOf(pid_t pid) {

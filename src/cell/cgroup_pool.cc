@@ -21,8 +21,7 @@ std::optional<uint64_t> KeyedValue(std::string_view text, std::string_view key) 
     size_t eol = text.find('\n', pos);
     if (eol == std::string_view::npos) eol = text.size();
     std::string_view line = text.substr(pos, eol - pos);
-    if (line.size() > key.size() && line.substr(0, key.size()) == key &&
-        line[key.size()] == ' ') {
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == ' ') {
       std::string_view v = line.substr(key.size() + 1);
       uint64_t out = 0;
       auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
@@ -185,10 +184,10 @@ bool CgroupDirs::Remove() {
   bool all = RemoveDir(pids_) & RemoveDir(memory_) & RemoveDir(cpuacct_) & RemoveDir(v2_);
   if (all) {
     // Only now: a cell that could not be removed (stuck) still needs kill and events.
-    for (UniqueFd* fd : {&v2_dir_, &v2_procs_, &events_, &kill_, &cpu_stat_, &pids_procs_, &pids_peak_,
-                         &pids_events_, &pids_current_, &memory_procs_, &memory_peak_,
-                         &memory_usage_, &memory_events_, &cpuacct_procs_, &cpuacct_stat_,
-                         &cpuacct_usage_}) {
+    for (UniqueFd* fd :
+         {&v2_dir_, &v2_procs_, &events_, &kill_, &cpu_stat_, &pids_procs_, &pids_peak_,
+          &pids_events_, &pids_current_, &memory_procs_, &memory_peak_, &memory_usage_,
+          &memory_events_, &cpuacct_procs_, &cpuacct_stat_, &cpuacct_usage_}) {
       fd->reset();
     }
   }

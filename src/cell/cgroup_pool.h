@@ -8,19 +8,20 @@
 // few preads.
 //
 // Slots. Slot i is the directory "pool/<i>" under corral's root in every hierarchy in use, i <
-// kPoolSlots (8): a bounded, small number of kept directories. A slot is owned by whoever holds
-// flock(LOCK_EX) on the open cgroup2 directory of the slot (the "anchor"; the same fd is the one
-// CLONE_INTO_CGROUP uses). The lock dies with its holder, so a crashed owner frees its slots by
-// dying. Because a lock protects an inode, not a name, a claimer locks first and then checks that
-// the directory is still live (its cgroup.events opens); and a holder that removes the anchor
-// directory gives the slot up for good (the next claimer creates it afresh). Non-anchor
+// kPoolSlots (7): with their parent, at most 8 kept directories per hierarchy, created only as
+// concurrent cells need them. A slot is owned by whoever holds flock(LOCK_EX) on the open cgroup2
+// directory of the slot (the "anchor"). The lock dies with its holder, so a crashed owner frees its
+// slots by dying. Because a lock protects an inode, not a name, a claimer locks first and then
+// checks that the directory is still live (its cgroup.events opens); and a holder that removes the
+// anchor directory gives the slot up for good (the next claimer creates it afresh). Non-anchor
 // directories (v1 pids, v1 memory) may be removed and recreated by the holder at will.
 //
 // A claimed slot is handed to a cell only when it is clean, checked on every claim (a slot
 // released by a crashed owner looks like any other):
-//   - empty: cgroup.events says populated 0 and pids.current is 0. A slot with processes in it is
-//     a dead owner's: they are killed (cgroup.kill) and the slot is skipped this time, so a
-//     directory holding stuck (D-state) processes is never handed out;
+//   - empty: its cgroup.events says populated 0 (the whole tree joins the cgroup2 directory
+//     first, so this covers the v1 directories too). A slot with processes in it is a dead owner's:
+//     they are killed (cgroup.kill) and the slot is skipped this time, so a directory holding stuck
+//     (D-state) processes is never handed out;
 //   - no limits: cells with --memory / --pids never use the pool (they get per-cell directories),
 //     so a slot's pids.max and memory limits are always the defaults;
 //   - its own measurements: v1 pids.peak cannot be reset, so a slot is reused as is only while its
@@ -28,7 +29,7 @@
 //     the pids directory is recreated. memory.max_usage_in_bytes is reset by writing 0, which sets
 //     it to the current usage: the slot is reused only while that usage (page cache left charged
 //     by the previous cell, per-CPU charge batches) is at most the per-CPU charge batch of every
-//     CPU, the same imprecision a fresh memcg has; otherwise the memory directory is recreated.
+//     CPU (a fresh memcg is off by one batch too); otherwise the memory directory is recreated.
 //     Counters that only grow (cpu.stat, pids.events max, memory.oom_control oom_kill) are read at
 //     claim and the cell reports the difference.
 // A reused slot's cgroup2 directory is joined by the child writing cgroup.procs, not with
@@ -59,7 +60,8 @@
 
 namespace corral {
 
-inline constexpr int kPoolSlots = 8;
+// 7 slots + the "pool" parent: at most 8 kept directories per hierarchy.
+inline constexpr int kPoolSlots = 7;
 
 // Raw values of a cell's counters; a pooled cell subtracts the ones read at claim.
 struct CgroupCounters {
