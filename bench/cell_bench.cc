@@ -1,5 +1,6 @@
 // corral-bench: the cell engine against its baselines, measured side by side in one invocation
-// (the machines are noisy, so every figure is a ratio to a baseline run in the same rounds).
+// (the machines are noisy, so every figure is a ratio to a baseline run in the same rounds; (a)
+// and (b) alternate the variants in small batches and print the median batch).
 //
 //   (a) spawn:  in-process cell API (own cgroup, stdout/stderr capture, setsid, close_range) vs
 //               a bare posix_spawn + waitpid loop on /bin/true (glibc posix_spawn is vfork-style)
@@ -25,6 +26,7 @@
 #include <vector>
 
 #include "cell/cell.h"
+#include "cell/result_json.h"
 #include "sys/clock.h"
 #include "sys/proc.h"
 
@@ -64,11 +66,20 @@ void RunPlain(const std::vector<std::string>& args) {
   if (pid > 0) waitpid(pid, &st, 0);
 }
 
-// Mean milliseconds per call over n calls.
-double TimeCalls(int n, const std::function<void()>& call) {
-  int64_t t0 = MonotonicNs();
-  for (int i = 0; i < n; ++i) call();
-  return static_cast<double>(MonotonicNs() - t0) / 1e6 / n;
+// Runs the variants in turn, `batch` calls each, until each has made n calls, and appends each
+// batch's mean ms per call to that variant's samples; tables print the median sample. Small
+// interleaved batches and a median keep a burst of load on the shared VM (other engineers'
+// builds) from landing on one variant only or from skewing a whole round.
+void TimeInterleaved(int n, int batch, const std::vector<std::function<void()>>& calls,
+                     std::vector<std::vector<double>*> samples) {
+  for (int done = 0; done < n; done += batch) {
+    int k = std::min(batch, n - done);
+    for (size_t v = 0; v < calls.size(); ++v) {
+      int64_t t0 = MonotonicNs();
+      for (int i = 0; i < k; ++i) calls[v]();
+      samples[v]->push_back(static_cast<double>(MonotonicNs() - t0) / 1e6 / k);
+    }
+  }
 }
 
 struct Row {
@@ -110,20 +121,33 @@ void WaitForMembers(const std::string& procs, int want) {
 
 // A v2 cgroup with a 100-process tree in it; returns the cgroup path.
 std::string MakeTreeCgroup(const std::string& v2root, const std::string& payload, int n,
-                           pid_t* leader) {
+                           pid_t* leader, const std::vector<std::string>& v1_dirs = {}) {
   std::string dir = v2root + "/bench-" + std::to_string(getpid());
   mkdir(dir.c_str(), 0755);
   // The leader waits 50 ms before forking, time for us to move it into the cgroup.
   *leader = SpawnPlain({payload, "sleep", "0.05", "+", "tree", std::to_string(n), "60", "+",
                         "sleep", "60"}, /*own_group=*/true);
   (void)WriteFileString(dir + "/cgroup.procs", std::to_string(*leader));
+  for (const std::string& d : v1_dirs) {
+    (void)WriteFileString(d + "/cgroup.procs", std::to_string(*leader));
+  }
   WaitForMembers(dir + "/cgroup.procs", n + 1);
   return dir;
 }
 
-double BareCgroupKill(const std::string& v2root, const std::string& payload, int n) {
+// `v1_roots`: v1 hierarchies (pids, memory) the tree also joins, as a cgroup1 cell's tree does:
+// then every exit also uncharges a non-root memcg and pids counter, kernel work a tree in the
+// v2 directory alone does not pay.
+double BareCgroupKill(const std::string& v2root, const std::string& payload, int n,
+                      const std::vector<std::string>& v1_roots = {}) {
   pid_t leader;
-  std::string dir = MakeTreeCgroup(v2root, payload, n, &leader);
+  std::vector<std::string> v1_dirs;
+  for (const std::string& root : v1_roots) {
+    if (root.empty()) continue;
+    v1_dirs.push_back(root + "/bench-" + std::to_string(getpid()));
+    mkdir(v1_dirs.back().c_str(), 0755);
+  }
+  std::string dir = MakeTreeCgroup(v2root, payload, n, &leader, v1_dirs);
   auto events = OpenFile(dir + "/cgroup.events", O_RDONLY);
   int ep = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
@@ -140,6 +164,7 @@ double BareCgroupKill(const std::string& v2root, const std::string& payload, int
   close(ep);
   ReapAll();
   rmdir(dir.c_str());
+  for (const std::string& d : v1_dirs) rmdir(d.c_str());
   return ms;
 }
 
@@ -160,6 +185,18 @@ double KillpgTree(const std::string& v2root, const std::string& payload, int n, 
   ReapAll();
   rmdir(dir.c_str());
   return ms;
+}
+
+// The cgroup2 directory of pid ("0::/corral/pool/0" in /proc/PID/cgroup), under the mount that
+// holds v2_root.
+std::string V2Dir(const std::string& v2_root, pid_t pid) {
+  std::string mount = v2_root.substr(0, v2_root.rfind('/'));
+  auto text = ReadSmallFile("/proc/" + std::to_string(pid) + "/cgroup");
+  if (!text.ok()) return "";
+  size_t at = text->find("0::");
+  if (at == std::string::npos) return "";
+  size_t end = text->find('\n', at);
+  return mount + text->substr(at + 3, end == std::string::npos ? std::string::npos : end - at - 3);
 }
 
 }  // namespace
@@ -232,11 +269,12 @@ int main(int argc, char** argv) {
                         {"cell API: own cgroup, capture, setsid, close_range", {}},
                         {"cell API, pgroup backend (no cgroup work)", {}}};
   for (int r = 0; r < rounds; ++r) {
-    a[0].ms.push_back(TimeCalls(per_round, [] { RunPlain({"/bin/true"}); }));
-    a[1].ms.push_back(TimeCalls(per_round, [&] { cell_call(OutputMode::kCapture); }));
-    a[2].ms.push_back(TimeCalls(per_round, pgroup_call));
+    TimeInterleaved(per_round, 10,
+                    {[] { RunPlain({"/bin/true"}); }, [&] { cell_call(OutputMode::kCapture); },
+                     pgroup_call},
+                    {&a[0].ms, &a[1].ms, &a[2].ms});
   }
-  PrintTable("(a) per-call cost of a cell", a, 0);
+  PrintTable("(a) per-call cost of a cell (median of interleaved batches of 10)", a, 0);
 
   // (b) cli
   std::vector<Row> b = {{"/bin/true (bare)", {}},
@@ -245,13 +283,16 @@ int main(int argc, char** argv) {
   bool tini = Exists("/usr/bin/tini");
   if (tini) b.push_back({"tini -s -- /bin/true", {}});
   int cli_n = std::max(20, per_round / 4);
-  for (int r = 0; r < rounds; ++r) {
-    b[0].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/bin/true"}); }));
-    b[1].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/usr/bin/timeout", "30", "/bin/true"}); }));
-    b[2].ms.push_back(TimeCalls(cli_n, [&] { RunPlain({corral_bin, "run", "--", "/bin/true"}); }));
-    if (tini) b[3].ms.push_back(TimeCalls(cli_n, [] { RunPlain({"/usr/bin/tini", "-s", "--", "/bin/true"}); }));
-  }
-  PrintTable("(b) command-line wrappers (ratio to coreutils timeout)", b, 1);
+  std::vector<std::function<void()>> cli = {
+      [] { RunPlain({"/bin/true"}); },
+      [] { RunPlain({"/usr/bin/timeout", "30", "/bin/true"}); },
+      [&] { RunPlain({corral_bin, "run", "--", "/bin/true"}); }};
+  if (tini) cli.push_back([] { RunPlain({"/usr/bin/tini", "-s", "--", "/bin/true"}); });
+  std::vector<std::vector<double>*> cli_samples;
+  for (Row& row : b) cli_samples.push_back(&row.ms);
+  for (int r = 0; r < rounds; ++r) TimeInterleaved(cli_n, 5, cli, cli_samples);
+  PrintTable("(b) command-line wrappers, median of interleaved batches of 5 (ratio to timeout)", b,
+             1);
 
   // (c) tree kill
   if (config->v2_root.empty()) {
@@ -261,8 +302,9 @@ int main(int argc, char** argv) {
   const int n = 100;
   std::vector<Row> c = {{"bare cgroup.kill + populated 0 (floor)", {}},
                         {"cell: Cancel (grace 0) until tree gone", {}},
-                        {"killpg(leader's group), SIGKILL", {}}};
-  int escaped_total = 0, cell_left = 0, kill_rounds = std::max(3, rounds / 2);
+                        {"killpg(leader's group), SIGKILL", {}},
+                        {"bare cgroup.kill, tree also in v1 pids+memory", {}}};
+  int escaped_total = 0, cell_left = 0, kill_rounds = std::max(3, rounds);
   for (int r = 0; r < kill_rounds; ++r) {
     c[0].ms.push_back(BareCgroupKill(config->v2_root, payload, n));
     CellSpec s;
@@ -271,12 +313,20 @@ int main(int argc, char** argv) {
     s.grace_ns = 0;
     bool done = false;
     int64_t t0 = 0;
+    CellResult result;
     Cell* cell = (*host)->Start(s, [&](const CellResult& res) {
       done = true;
+      result = res;
       cell_left += static_cast<int>(res.stuck.size());
     });
-    std::string procs = config->v2_root + "/" + s.id + "." + PidNamespaceTag() + "/cgroup.procs";
-    while (CountLines(procs) < n + 1) (void)(*loop)->RunOnce(2 * kNsPerMs);
+    // The cell's directory may be a pool slot: ask the kernel where the leader is.
+    std::string procs = V2Dir(config->v2_root, cell->leader_pid()) + "/cgroup.procs";
+    while (!done && CountLines(procs) < n + 1) (void)(*loop)->RunOnce(2 * kNsPerMs);
+    if (done) {
+      std::fprintf(stderr, "(c) the tree's cell ended before it was complete: %s\n",
+                   DumpJson(ResultToJson(result)).c_str());
+      return 1;
+    }
     t0 = MonotonicNs();
     cell->Cancel("cancelled");
     while (!done) (void)(*loop)->RunOnce();
@@ -284,6 +334,9 @@ int main(int argc, char** argv) {
     ReapAll();
     int escaped = 0;
     c[2].ms.push_back(KillpgTree(config->v2_root, payload, n, &escaped));
+    // The same floor with the cell's cgroup membership (on cgroup1 hosts: + v1 pids, memory).
+    c[3].ms.push_back(BareCgroupKill(config->v2_root, payload, n,
+                                     {config->v1_pids_root, config->v1_memory_root}));
     escaped_total += escaped;
   }
   PrintTable("(c) tree gone, 100 processes, half of them setsid'd (ratio to bare cgroup.kill)", c, 0);

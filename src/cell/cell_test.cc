@@ -14,7 +14,10 @@
 #include <fstream>
 #include <thread>
 
+#include "cell/cgroup_pool.h"
 #include "cell/result_json.h"
+#include "cell/spawn.h"
+#include "sys/pidfd.h"
 #include "sys/proc.h"
 #include "sys/signal_fd.h"
 
@@ -304,6 +307,9 @@ TEST_P(CellTest, StuckProcessDoesNotBlockAndIsReapedAfterThaw) {
 }
 
 TEST_P(CellTest, ThousandsOfSequentialRunsLeakNothing) {
+  // A first cell opens the files of a pool slot, which stay open for reuse (bounded: at most
+  // kPoolSlots slots a process); from then on the count must stay flat.
+  ASSERT_EQ(Run(Spec({"exit", "0"})).state, CellState::kExited);
   int fds_before = CountOpenFds();
   const int n = GetParam() == ContainmentMode::kCgroup1 ? 10000 : 1000;
   for (int i = 0; i < n; ++i) {
@@ -323,6 +329,159 @@ TEST_P(CellTest, ThousandsOfSequentialRunsLeakNothing) {
     }
     closedir(d);
   }
+}
+
+// --- the pool of reusable cell cgroups (cgroup_pool.h) -----------------------------------------
+
+// "0::/corral/pool/3\n" -> "/corral/pool/3": the cgroup2 path a process reports for itself.
+std::string V2PathIn(const std::string& proc_self_cgroup) {
+  size_t at = proc_self_cgroup.find("0::");
+  if (at == std::string::npos) return "";
+  size_t end = proc_self_cgroup.find('\n', at);
+  size_t len = end == std::string::npos ? std::string::npos : end - at - 3;
+  return proc_self_cgroup.substr(at + 3, len);
+}
+
+std::string V2PathOf(pid_t pid) {
+  auto text = ReadSmallFile("/proc/" + std::to_string(pid) + "/cgroup");
+  return text.ok() ? V2PathIn(text.value()) : "";
+}
+
+TEST_P(CellTest, ReusedSlotReportsThisCellsOwnPeaksAndCpu) {
+  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  // A: a 30-process tree, 64 MiB touched and CPU spent, ended by a timeout (cgroup.kill).
+  CellSpec a = Spec({});
+  a.argv = {"/bin/sh", "-c",
+            std::string("cat /proc/self/cgroup; ") + kPayload + " spin 0.3 + tree 30 5 + memhog " +
+                std::to_string(64 << 20)};
+  a.timeout_ns = 2 * kNsPerSec;
+  a.grace_ns = 0;
+  CellResult ra = Run(a);
+  EXPECT_EQ(ra.state, CellState::kTimedOut) << DumpJson(ResultToJson(ra));
+  std::string slot = V2PathIn(ra.stdout_data);
+  ASSERT_NE(slot.find("/pool/"), std::string::npos) << ra.stdout_data;
+  ASSERT_TRUE(ra.cpu_user_s.has_value());
+  EXPECT_GT(*ra.cpu_user_s + ra.cpu_system_s.value_or(0), 0.2);
+  if (config_.mode == ContainmentMode::kCgroup1) {
+    ASSERT_TRUE(ra.peak_memory_bytes && ra.pids_peak) << DumpJson(ResultToJson(ra));
+    EXPECT_GE(*ra.peak_memory_bytes, 64u << 20);
+    EXPECT_GE(*ra.pids_peak, 31u);
+  }
+
+  // B, in the same slot (a slot cgroup.kill was written to: it must still take children): only
+  // its own one process, its own little memory and CPU.
+  CellSpec b = Spec({});
+  b.argv = {"/bin/cat", "/proc/self/cgroup"};
+  CellResult rb = Run(b);
+  ASSERT_EQ(rb.state, CellState::kExited) << DumpJson(ResultToJson(rb));
+  EXPECT_EQ(V2PathIn(rb.stdout_data), slot);
+  ASSERT_TRUE(rb.cpu_user_s.has_value());
+  EXPECT_LT(*rb.cpu_user_s + rb.cpu_system_s.value_or(0), 0.1);
+  if (config_.mode == ContainmentMode::kCgroup1) {
+    ASSERT_TRUE(rb.peak_memory_bytes && rb.pids_peak) << DumpJson(ResultToJson(rb));
+    EXPECT_LT(*rb.peak_memory_bytes, 8u << 20);
+    EXPECT_EQ(*rb.pids_peak, 1u);
+    EXPECT_TRUE(rb.limits_hit.empty());
+  }
+}
+
+TEST_P(CellTest, CellsWithLimitsNeverUseThePool) {
+  if (!config_.pool || config_.mode != ContainmentMode::kCgroup1) {
+    GTEST_SKIP() << "needs the pool and v1 limits";
+  }
+  CellSpec s = Spec({});
+  s.argv = {"/bin/cat", "/proc/self/cgroup"};
+  s.limits.pids = 50;
+  CellResult r = Run(s);
+  ASSERT_EQ(r.state, CellState::kExited) << DumpJson(ResultToJson(r));
+  EXPECT_NE(V2PathIn(r.stdout_data).find("/" + s.id), std::string::npos) << r.stdout_data;
+  // And the next unlimited cell gets a slot whose pids.max is the default.
+  CellSpec t = Spec({});
+  t.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids$(grep :pids: "
+                             "/proc/self/cgroup | cut -d: -f3)/pids.max"};
+  CellResult rt = Run(t);
+  EXPECT_NE(rt.stdout_data.find("/pool/"), std::string::npos) << rt.stdout_data;
+  EXPECT_NE(rt.stdout_data.find("\nmax\n"), std::string::npos) << rt.stdout_data;
+}
+
+// A slot whose tree is stuck (v1 freezer: D state) stays with the quarantined cell: the next
+// cells get other slots, and it is handed out again only once it is empty.
+TEST_P(CellTest, SlotWithAStuckProcessIsNotReused) {
+  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  std::string freezer = "/sys/fs/cgroup/freezer/corral-test-pool-" + std::to_string(getpid());
+  if (mkdir(freezer.c_str(), 0755) != 0) GTEST_SKIP() << "no writable v1 freezer";
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      (void)WriteFileString(dir + "/freezer.state", "THAWED");
+      for (int i = 0; i < 200 && rmdir(dir.c_str()) != 0; ++i) usleep(10000);
+    }
+  } cleanup{freezer};
+
+  CellSpec s = Spec({"sleep", "60"});
+  s.timeout_ns = 200 * kNsPerMs;
+  s.grace_ns = 0;
+  s.kill_wait_ns = 200 * kNsPerMs;
+  CellResult stuck;
+  bool done = false;
+  Cell* cell = host_->Start(s, [&](const CellResult& r) {
+    stuck = r;
+    done = true;
+  });
+  std::string stuck_slot = V2PathOf(cell->leader_pid());
+  ASSERT_NE(stuck_slot.find("/pool/"), std::string::npos) << stuck_slot;
+  ASSERT_TRUE(WriteFileString(freezer + "/cgroup.procs", std::to_string(cell->leader_pid())).ok());
+  ASSERT_TRUE(WriteFileString(freezer + "/freezer.state", "FROZEN").ok());
+  while (!done) ASSERT_TRUE(loop_->RunOnce().ok());
+  ASSERT_EQ(stuck.stuck.size(), 1u) << DumpJson(ResultToJson(stuck));
+
+  for (int i = 0; i < 3; ++i) {
+    CellSpec b = Spec({});
+    b.argv = {"/bin/cat", "/proc/self/cgroup"};
+    CellResult rb = Run(b);
+    ASSERT_EQ(rb.state, CellState::kExited) << DumpJson(ResultToJson(rb));
+    EXPECT_NE(V2PathIn(rb.stdout_data), stuck_slot);
+  }
+
+  ASSERT_TRUE(WriteFileString(freezer + "/freezer.state", "THAWED").ok());
+  int64_t deadline = MonotonicNs() + 5 * kNsPerSec;
+  while (host_->quarantined_processes() != 0 && MonotonicNs() < deadline) {
+    ASSERT_TRUE(loop_->RunOnce(50 * kNsPerMs).ok());
+  }
+  EXPECT_EQ(host_->quarantined_processes(), 0u);
+}
+
+// A slot whose owner died (its lock went with it) with processes inside: the next owner's sweep
+// kills them. A slot a live owner holds is never swept.
+TEST_P(CellTest, DeadOwnersSlotIsSweptAndLiveOwnersSlotIsNot) {
+  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  auto other = ChooseContainment(GetParam());  // another owner: its own pool, its own locks
+  ASSERT_TRUE(other.ok());
+  std::unique_ptr<PoolSlot> slot = other->pool->Claim();
+  ASSERT_NE(slot, nullptr);
+  // A process of that owner's tree, in the slot in every hierarchy, as a cell's would be.
+  CellSpec s = Spec({"sleep", "60"});
+  SpawnRequest req;
+  req.path = kPayload;
+  req.argv = s.argv;
+  for (const auto& [k, v] : s.env) req.env.push_back(k + "=" + v);
+  req.join_fds = slot->dirs.join_fds(/*v2=*/true);
+  auto child = Spawn(req);
+  ASSERT_TRUE(child.ok()) << child.error().message();
+  EXPECT_EQ(V2PathOf(child->pid).find("/pool/" + std::to_string(slot->index)) != std::string::npos,
+            true);
+
+  // Its owner is alive (holds the lock): a sweep leaves the process alone.
+  EXPECT_EQ(SweepOrphanedCells(config_), 0);
+  EXPECT_EQ(kill(child->pid, 0), 0);
+
+  // The owner dies: its lock goes with its fds. The next sweep kills the tree.
+  other->pool->Drop(std::move(slot), /*remove=*/false);
+  other = Error::Msg("gone");
+  EXPECT_GE(SweepOrphanedCells(config_), 1);
+  auto st = WaitPidfd(child->pidfd.get(), 0);
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->status.signal(), SIGKILL);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, CellTest,

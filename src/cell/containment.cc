@@ -1,6 +1,7 @@
 // Host detection, choice of backend, preparation of corral's cgroup roots, and the sweeper.
 #include "cell/containment.h"
 
+#include "cell/cgroup_pool.h"
 #include "sys/proc.h"
 
 #include <dirent.h>
@@ -157,8 +158,35 @@ ContainmentConfig SetUpPgroup(const std::string& why) {
 
 }  // namespace
 
-Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> forced,
-                                            const std::string& cgroup_root) {
+namespace {
+
+// Every `corral run` starts by choosing; on the common hybrid layout (systemd's: v1 controllers
+// at /sys/fs/cgroup/<name>, cgroup2 at /sys/fs/cgroup/unified) whose corral roots already exist,
+// three access() calls give the same answer as parsing /proc/self/mounts, reading
+// cgroup.controllers and three mkdirs. Anything else (first run, other layouts, pure cgroup2,
+// forced cgroup2) takes the full detection below.
+std::optional<ContainmentConfig> HybridFastPath(const std::string& name) {
+  const std::string base = "/sys/fs/cgroup/";
+  ContainmentConfig c;
+  c.mode = ContainmentMode::kCgroup1;
+  c.v1_pids_root = base + "pids/" + name;
+  c.v1_memory_root = base + "memory/" + name;
+  c.v2_root = base + "unified/" + name;
+  // Files only a pids / memory / non-root cgroup2 directory has: controller and root confirmed.
+  if (access((c.v1_pids_root + "/pids.max").c_str(), W_OK) != 0 ||
+      access((c.v1_memory_root + "/memory.limit_in_bytes").c_str(), W_OK) != 0 ||
+      access((c.v2_root + "/cgroup.events").c_str(), R_OK) != 0) {
+    return std::nullopt;
+  }
+  c.why = "cgroup v1 pids + memory with cgroup2 at " + base + "unified for cgroup.kill/events";
+  return c;
+}
+
+Result<ContainmentConfig> ChooseMode(std::optional<ContainmentMode> forced,
+                                     const std::string& cgroup_root) {
+  if (!forced || *forced == ContainmentMode::kCgroup1) {
+    if (auto c = HybridFastPath(cgroup_root)) return *c;
+  }
   HostCgroups h = DetectHostCgroups();
   if (forced) {
     switch (*forced) {
@@ -189,6 +217,15 @@ Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> force
   return SetUpPgroup(why + "falling back to process groups + subreaper");
 }
 
+}  // namespace
+
+Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> forced,
+                                            const std::string& cgroup_root) {
+  ASSIGN_OR_RETURN(ContainmentConfig c, ChooseMode(forced, cgroup_root));
+  c.pool = CgroupPool::ForConfig(c);
+  return c;
+}
+
 namespace {
 
 // "run-4242-7" -> 4242; 0 when the name does not carry an owner.
@@ -202,6 +239,12 @@ pid_t OwnerOf(const char* name) {
 std::vector<std::string> DeadOwnersCells(const std::string& root) {
   std::vector<std::string> out;
   if (root.empty()) return out;
+  // kernfs gives a directory 2 + (number of subdirectories) links: most of the time the only
+  // subdirectory is the pool's (or none), and the readdir is not needed.
+  struct stat st;
+  if (stat(root.c_str(), &st) != 0) return out;
+  if (st.st_nlink <= 2) return out;
+  if (st.st_nlink == 3 && access((root + "/pool").c_str(), F_OK) == 0) return out;
   DIR* d = opendir(root.c_str());
   if (d == nullptr) return out;
   while (dirent* e = readdir(d)) {
@@ -233,7 +276,7 @@ int KillProcsIn(const std::string& dir) {
 }  // namespace
 
 int SweepOrphanedCells(const ContainmentConfig& config) {
-  int killed = 0;
+  int killed = config.pool ? config.pool->Sweep() : 0;
   for (const std::string* root :
        {&config.v2_root, &config.v1_pids_root, &config.v1_memory_root, &config.v1_cpuacct_root}) {
     for (const std::string& name : DeadOwnersCells(*root)) {

@@ -45,6 +45,8 @@ struct HostCgroups {
 };
 HostCgroups DetectHostCgroups();
 
+class CgroupPool;
+
 // The chosen backend and where its cells live.
 struct ContainmentConfig {
   ContainmentMode mode = ContainmentMode::kPgroup;
@@ -52,6 +54,9 @@ struct ContainmentConfig {
   std::vector<std::string> v2_enabled;  // controllers enabled for cells under v2_root
   std::string v1_pids_root, v1_memory_root, v1_cpuacct_root;  // cgroup1 mode
   std::string why;          // one sentence: why this mode was chosen
+  // Reusable cell cgroups (cgroup_pool.h), shared by the copies of this config; nullptr: every
+  // cell creates and removes its own directories.
+  std::shared_ptr<CgroupPool> pool;
 };
 
 // Picks the best mode (or checks the forced one) and prepares the root directories.

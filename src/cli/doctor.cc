@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <string>
 
+#include "cell/cgroup_pool.h"
 #include "cell/containment.h"
 #include "cell/spawn.h"
 #include "cli/commands.h"
@@ -104,6 +105,15 @@ int Doctor(int argc, char** argv) {
                   "that calls setsid\n                  and clears its environment cannot be "
                   "attributed when several cells run\n");
       break;
+  }
+  if (c.pool) {
+    std::printf("  cell pool       %s/pool/0..%d: reusable empty cgroups for cells without "
+                "--memory/--pids\n",
+                c.v2_root.c_str(), kPoolSlots - 1);
+  } else if (c.mode != ContainmentMode::kPgroup) {
+    std::printf("  cell pool       off (%s): every cell creates and removes its directories\n",
+                c.v2_root.empty() ? "no cgroup2 directory to lock slots on"
+                                  : "cgroup2 controllers: peaks cannot be reset exactly");
   }
   std::printf("spawn             %s\n", SpawnMechanism());
   PrintIsolationSupport();
