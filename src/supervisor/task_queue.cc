@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "supervisor/queue_store_pg.h"
 #include "sys/clock.h"
 #include "sys/pidfd.h"
 #include "sys/proc.h"
@@ -203,6 +204,11 @@ TaskQueue::~TaskQueue() {
 Result<std::unique_ptr<TaskQueue>> TaskQueue::Open(EventLoop* loop, Supervisor* sup,
                                                    TaskQueueOptions options, SpecBuilder builder) {
   std::unique_ptr<TaskQueue> q(new TaskQueue(loop, sup, std::move(options), std::move(builder)));
+  if (!q->options_.postgres.empty()) {
+    ASSIGN_OR_RETURN(q->pg_, PgTaskQueue::Open(loop, sup, q.get(), q->options_, q->builder_));
+    q->recovered_crashed_ = q->pg_->recovered_crashed();
+    return q;
+  }
   TRY(q->Init());
   TRY(q->Recover());
   TRY(q->LoadPending());
@@ -680,6 +686,7 @@ void TaskQueue::NotifyWaiters(int64_t id) {
 }
 
 void TaskQueue::Submit(TaskSubmission sub, Reply reply) {
+  if (pg_) return pg_->Submit(std::move(sub), std::move(reply));
   if (!ValidGroup(sub.group)) {
     return reply(Refusal{Refusal::kBadInput, "params.group: '" + sub.group +
                                                  "' is not a group name (1 to 64 of A-Z a-z 0-9 "
@@ -820,6 +827,7 @@ TaskQueue::Json TaskQueue::TaskJson(int64_t id, bool with_attempts) {
 std::variant<TaskQueue::Json, Refusal> TaskQueue::List(const Caller& caller,
                                                        const std::string& state,
                                                        const std::string& group, int64_t limit) {
+  if (pg_) return pg_->List(caller, state, group, limit);
   if (!state.empty() && counts_.count(state) == 0) {
     return Refusal{Refusal::kBadInput,
                    "params.state: '" + state +
@@ -845,6 +853,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::List(const Caller& caller,
 }
 
 std::variant<TaskQueue::Json, Refusal> TaskQueue::Get(const Caller& caller, const std::string& id) {
+  if (pg_) return pg_->Get(caller, id);
   Refusal why;
   auto n = ParseId(id);
   std::string state;
@@ -856,6 +865,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Get(const Caller& caller, cons
 
 std::optional<Refusal> TaskQueue::Wait(const Caller& caller, const std::string& id,
                                        std::function<void(Json)> done, uint64_t* waiter) {
+  if (pg_) return pg_->Wait(caller, id, std::move(done), waiter);
   Refusal why;
   auto n = ParseId(id);
   *waiter = 0;
@@ -873,6 +883,7 @@ std::optional<Refusal> TaskQueue::Wait(const Caller& caller, const std::string& 
 }
 
 void TaskQueue::Unwait(const std::string& id, uint64_t waiter) {
+  if (pg_) return pg_->Unwait(id, waiter);
   auto n = ParseId(id);
   if (!n) return;
   auto it = waiters_.find(*n);
@@ -882,6 +893,7 @@ void TaskQueue::Unwait(const std::string& id, uint64_t waiter) {
 }
 
 void TaskQueue::Cancel(const Caller& caller, const std::string& id, Reply reply) {
+  if (pg_) return pg_->Cancel(caller, id, std::move(reply));
   Refusal why;
   Pending* p = Owned(caller, id, &why);
   if (p == nullptr) {
@@ -908,6 +920,7 @@ void TaskQueue::Cancel(const Caller& caller, const std::string& id, Reply reply)
 }
 
 void TaskQueue::Retry(const Caller& caller, const std::string& id, Reply reply) {
+  if (pg_) return pg_->Retry(caller, id, std::move(reply));
   Refusal why;
   if (Owned(caller, id, &why) != nullptr) {
     return reply(Refusal{Refusal::kBadInput, "task " + id +
@@ -953,6 +966,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
                                                          const std::string& id, int64_t attempt,
                                                          bool stderr_stream, uint64_t offset,
                                                          uint64_t max_bytes) {
+  if (pg_) return pg_->Output(caller, id, attempt, stderr_stream, offset, max_bytes);
   Refusal why;
   auto n = ParseId(id);
   std::string state;
@@ -1030,6 +1044,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
 
 void TaskQueue::SetGroup(const Caller& caller, const std::string& group, int64_t parallel,
                          Reply reply) {
+  if (pg_) return pg_->SetGroup(caller, group, parallel, std::move(reply));
   if (!ValidGroup(group)) {
     return reply(Refusal{Refusal::kBadInput, "params.group: '" + group +
                                                  "' is not a group name (1 to 64 of A-Z a-z 0-9 "
@@ -1052,6 +1067,7 @@ void TaskQueue::SetGroup(const Caller& caller, const std::string& group, int64_t
 }
 
 TaskQueue::Json TaskQueue::Groups() {
+  if (pg_) return pg_->Groups();
   Json out = Json::array();
   std::set<std::string> names;
   for (const auto& [g, n] : limits_) names.insert(g);
