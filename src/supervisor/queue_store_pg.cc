@@ -216,8 +216,17 @@ void PgTaskQueue::ScheduleDispatch() {
   });
 }
 
+void PgTaskQueue::LoadLimits() {
+  PgRes g = db_->Exec("SELECT name, parallel FROM groups");
+  if (!g.ok()) return;
+  limits_.clear();
+  for (int i = 0; i < g.rows(); ++i) limits_[g.Text(i, 0)] = g.Int(i, 1);
+}
+
 void PgTaskQueue::Tick() {
   tick_timer_ = loop_->AddTimer(MonotonicNs() + kTickNs, [this] { Tick(); });
+  // Another daemon's `group set` reaches this one within a second (it picks the claim's mode).
+  if (++ticks_ % 10 == 1) LoadLimits();
   Dispatch();
   if (waiters_.empty()) return;
   std::string ids = "{";
@@ -235,12 +244,23 @@ void PgTaskQueue::Dispatch() {
   size_t busy = sup_->running() + sup_->queued();
   if (busy >= sup_->max_running()) return;
   int64_t want = std::min<int64_t>(kMaxClaim, static_cast<int64_t>(sup_->max_running() - busy));
-  // Group limits count committed running rows; with limits, claim one task per statement so that
-  // one claim cannot overshoot a group (two daemons claiming at the same instant still can, by
-  // one each: see docs/queue.md).
+  // Group limits count committed running rows. Where a limit exists, claims of all daemons are
+  // serialized by a transaction-scoped advisory lock and take one task per statement, so that
+  // each claim sees the others' (2 more round trips per claim; none without limits).
   bool limited = std::any_of(limits_.begin(), limits_.end(), [](auto& l) { return l.second > 0; });
   dispatching_ = true;
   std::vector<int64_t> claimed;
+  if (limited) {
+    PgRes begin = db_->Exec("BEGIN");
+    PgRes lock = db_->Exec("SELECT pg_advisory_xact_lock(7215202)");
+    if (!begin.ok() || !lock.ok()) {
+      std::fprintf(stderr, "corral daemon: task queue: claim failed: %s",
+                   (begin.ok() ? lock : begin).error().c_str());
+      (void)db_->Exec("ROLLBACK");
+      dispatching_ = false;
+      return;
+    }
+  }
   for (int64_t round = 0; round < (limited ? want : 1); ++round) {
     PgRes r = db_->Exec(
         "WITH c AS (SELECT id FROM tasks WHERE state = 'queued' AND not_before_ms <= " NOW_MS
@@ -249,7 +269,8 @@ void PgTaskQueue::Dispatch() {
         " ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED),"
         " u AS (UPDATE tasks t SET state = 'running', attempts = t.attempts + 1,"
         " updated_ms = " NOW_MS " FROM c WHERE t.id = c.id RETURNING t.id, t.owner_uid,"
-        " t.owner_gid, t.grp, t.spec, t.attempts, t.max_attempts, t.backoff_ms),"
+        " t.owner_gid, t.grp, t.spec, t.attempts, t.max_attempts, t.backoff_ms,"
+        " " NOW_MS " - t.not_before_ms AS waited_ms),"
         " i AS (INSERT INTO attempts (task_id, n, state, started_ms, daemon_pid, daemon_id,"
         " lease_until_ms) SELECT id, attempts, 'running', " NOW_MS ", $2, $3, " NOW_MS
         " + $4 FROM u) SELECT * FROM u ORDER BY id",
@@ -269,11 +290,18 @@ void PgTaskQueue::Dispatch() {
       run->n = r.Int(i, 5);
       run->max_attempts = r.Int(i, 6);
       run->backoff_ms = r.Int(i, 7);
+      run->waited_ms = std::max<int64_t>(0, r.Int(i, 8));
       run->claimed_ns = MonotonicNs();
       claimed.push_back(run->id);
       running_[run->id] = std::move(run);
     }
     if (r.rows() == 0) break;
+  }
+  if (limited && !db_->Exec("COMMIT").ok()) {
+    // The claims are not durable: forget them, start no cell (the rows were rolled back).
+    (void)db_->Exec("ROLLBACK");
+    for (int64_t id : claimed) running_.erase(id);
+    claimed.clear();
   }
   for (int64_t id : claimed) StartAttempt(id);
   dispatching_ = false;
@@ -284,7 +312,7 @@ void PgTaskQueue::StartAttempt(int64_t id) {
   if (it == running_.end()) return;
   Running* run = it->second.get();
   int64_t n = run->n;
-  if (owner_->on_attempt_started) owner_->on_attempt_started(0);
+  if (owner_->on_attempt_started) owner_->on_attempt_started(run->waited_ms / 1000.0);
   auto built = builder_(run->spec_json, run->owner);
   if (auto* err = std::get_if<std::string>(&built)) {
     CellResult r;
@@ -465,11 +493,6 @@ void PgTaskQueue::Reclaim() {
   if (r.ok() && r.rows() > 0) {
     std::fprintf(stderr, "corral daemon: task queue: %d attempts of other daemons' expired leases"
                  " marked crashed\n", r.rows());
-  }
-  PgRes g = db_->Exec("SELECT name, parallel FROM groups");
-  if (g.ok()) {
-    limits_.clear();
-    for (int i = 0; i < g.rows(); ++i) limits_[g.Text(i, 0)] = g.Int(i, 1);
   }
   PgRes c = db_->Exec("SELECT state, count(*) FROM tasks GROUP BY state");
   if (c.ok()) {
@@ -829,6 +852,7 @@ void PgTaskQueue::SetGroup(const Caller& caller, const std::string& group, int64
 }
 
 PgTaskQueue::Json PgTaskQueue::Groups() {
+  LoadLimits();
   std::map<std::string, std::pair<int64_t, int64_t>> seen;  // group -> (running, ready)
   PgRes r = db_->Exec(
       "SELECT grp, count(*) FILTER (WHERE state = 'running'), count(*) FILTER (WHERE state ="

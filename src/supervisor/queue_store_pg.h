@@ -72,6 +72,7 @@ class PgTaskQueue {
     std::string group, spec_json, cell_id;
     int64_t max_attempts = 1, backoff_ms = 0;
     int64_t claimed_ns = 0;
+    int64_t waited_ms = 0;  // ready (database clock) to claimed: the wait-time metric
     bool lost = false;  // its lease is gone: another daemon may run it; record nothing
     bool cancel_requested = false;
     std::vector<Reply> cancel_replies;
@@ -86,7 +87,8 @@ class PgTaskQueue {
   void OnAttemptDone(int64_t id, int64_t n, const CellResult& r);
   void Tick();       // every 100 ms: dispatch, waiters of other daemons' tasks
   void Heartbeat();  // every lease/3
-  void Reclaim();    // every lease/2: expired leases; counts; group limits
+  void Reclaim();    // every lease/2: expired leases; counts
+  void LoadLimits();
   void LoseAttempt(Running* r, const char* why);
   void NotifyWaiters(int64_t id);
   bool OwnerState(const Caller& caller, int64_t id, std::string* state, Refusal* why);
@@ -108,6 +110,7 @@ class PgTaskQueue {
   int recovered_crashed_ = 0;
   EventLoop::Token dispatch_timer_ = 0, tick_timer_ = 0, heartbeat_timer_ = 0, reclaim_timer_ = 0;
   int64_t refused_until_ns_ = 0;
+  uint64_t ticks_ = 0;
   bool dispatching_ = false;
 };
 
