@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <optional>
 
+#include "supervisor/queue_store_common.h"
 #include "sys/clock.h"
 #include "sys/pidfd.h"
 #include "sys/proc.h"
@@ -23,15 +24,11 @@
 namespace corral {
 namespace {
 
-constexpr int64_t kMaxBackoffMs = 3600 * 1000;
 constexpr int64_t kTickNs = 100 * kNsPerMs;
 constexpr int64_t kRefusedRetryNs = 500 * kNsPerMs;
 constexpr int64_t kMaxClaim = 64;
 // Milliseconds of the database's clock: leases compare against one clock, whatever the hosts' say.
 #define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
-
-const char* const kStates[] = {"queued",    "running", "succeeded", "failed",
-                               "timed_out", "crashed", "cancelled"};
 
 std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
 
@@ -42,18 +39,6 @@ std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
                what.c_str());
   std::fflush(stderr);
   _exit(70);
-}
-
-Status WriteWhole(const std::string& path, const std::string& data) {
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::FromErrno("write", path);
-    done += static_cast<size_t>(n);
-  }
-  return Ok();
 }
 
 using Param = std::optional<std::string>;
@@ -79,7 +64,9 @@ class PgRes {
   int rows() const { return PQntuples(r_); }
   bool Null(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
   std::string Text(int row, int col) const { return PQgetvalue(r_, row, col); }
-  int64_t Int(int row, int col) const { return std::strtoll(PQgetvalue(r_, row, col), nullptr, 10); }
+  int64_t Int(int row, int col) const {
+    return std::strtoll(PQgetvalue(r_, row, col), nullptr, 10);
+  }
   bool Bool(int row, int col) const { return PQgetvalue(r_, row, col)[0] == 't'; }
 
  private:
@@ -268,9 +255,11 @@ void PgTaskQueue::Dispatch() {
         " (SELECT count(*) FROM tasks r WHERE r.state = 'running' AND r.grp = g.name))"
         " ORDER BY priority DESC, id LIMIT $1 FOR UPDATE SKIP LOCKED),"
         " u AS (UPDATE tasks t SET state = 'running', attempts = t.attempts + 1,"
-        " updated_ms = " NOW_MS " FROM c WHERE t.id = c.id RETURNING t.id, t.owner_uid,"
+        " updated_ms = " NOW_MS
+        " FROM c WHERE t.id = c.id RETURNING t.id, t.owner_uid,"
         " t.owner_gid, t.grp, t.spec, t.attempts, t.max_attempts, t.backoff_ms,"
-        " " NOW_MS " - t.not_before_ms AS waited_ms),"
+        " " NOW_MS
+        " - t.not_before_ms AS waited_ms),"
         " i AS (INSERT INTO attempts (task_id, n, state, started_ms, daemon_pid, daemon_id,"
         " lease_until_ms) SELECT id, attempts, 'running', " NOW_MS ", $2, $3, " NOW_MS
         " + $4 FROM u) SELECT * FROM u ORDER BY id",
@@ -353,11 +342,6 @@ void PgTaskQueue::StartAttempt(int64_t id) {
        st ? P(static_cast<int64_t>(st->starttime_ticks)) : Null(), P(id), P(n), P(daemon_id_)});
 }
 
-std::string PgTaskQueue::OutputPath(int64_t id, int64_t n, bool err) const {
-  return options_.state_dir + "/tasks/" + TaskId(id) + "/" + std::to_string(n) +
-         (err ? ".stderr" : ".stdout");
-}
-
 void PgTaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   auto it = running_.find(id);
   if (it == running_.end() || it->second->n != n) return;
@@ -365,34 +349,10 @@ void PgTaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   running_.erase(it);
   if (run->lost) return;  // reclaimed (or unrenewable): another daemon owns the task now
   bool shutdown = r.state == CellState::kCancelled && r.reason == "shutdown";
-  std::string outcome;
-  switch (r.state) {
-    case CellState::kExited:
-      outcome = r.exit_code == 0 ? "succeeded" : "failed";
-      break;
-    case CellState::kTimedOut:
-      outcome = "timed_out";
-      break;
-    case CellState::kFailedToStart:
-      outcome = "failed";
-      break;
-    case CellState::kKilled:
-      outcome = r.reason == "signal" ? "crashed" : "failed";
-      break;
-    case CellState::kCancelled:
-      outcome = run->cancel_requested ? "cancelled" : "crashed";
-      break;
-  }
-  std::string dir = options_.state_dir + "/tasks/" + TaskId(id);
+  std::string outcome = queue::AttemptOutcome(r, run->cancel_requested);
+  // Output first (files), then the row that points at them.
   std::string out_path, err_path;
-  if (r.state != CellState::kFailedToStart || !r.stdout_data.empty() || !r.stderr_data.empty()) {
-    if (mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) {
-      if (WriteWhole(OutputPath(id, n, false), r.stdout_data).ok())
-        out_path = OutputPath(id, n, false);
-      if (WriteWhole(OutputPath(id, n, true), r.stderr_data).ok())
-        err_path = OutputPath(id, n, true);
-    }
-  }
+  queue::WriteAttemptOutput(options_.state_dir, id, n, r, &out_path, &err_path);
   if (owner_->on_attempt_done && r.state != CellState::kFailedToStart) {
     owner_->on_attempt_done(r.duration_s);
   }
@@ -405,13 +365,12 @@ void PgTaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
     task_state = outcome;
   } else {
     task_state = "queued";
-    delay = run->backoff_ms;
-    for (int64_t i = 1; i < n && delay < kMaxBackoffMs; ++i) delay *= 2;
-    delay = std::min(delay, kMaxBackoffMs);
+    delay = queue::RetryDelayMs(run->backoff_ms, n);
   }
   // Attempt and task in one statement (one transaction); only while the attempt is still ours.
   PgRes w = db_->Exec(
-      "WITH a AS (UPDATE attempts SET state = $3, ended_ms = " NOW_MS ", exit_code = $4,"
+      "WITH a AS (UPDATE attempts SET state = $3, ended_ms = " NOW_MS
+      ", exit_code = $4,"
       " signal = $5, reason = $6, error = $7, stdout_path = $8, stderr_path = $9,"
       " stdout_bytes = $10, stderr_bytes = $11, stdout_truncated = $12, stderr_truncated = $13"
       " WHERE task_id = $1 AND n = $2 AND daemon_id = $14 AND state = 'running'"
@@ -445,14 +404,14 @@ void PgTaskQueue::LoseAttempt(Running* run, const char* why) {
 }
 
 void PgTaskQueue::Heartbeat() {
-  heartbeat_timer_ = loop_->AddTimer(MonotonicNs() + options_.lease_ms * kNsPerMs / 3,
-                                     [this] { Heartbeat(); });
+  heartbeat_timer_ =
+      loop_->AddTimer(MonotonicNs() + options_.lease_ms * kNsPerMs / 3, [this] { Heartbeat(); });
   if (running_.empty()) return;
-  PgRes r = db_->Exec(
-      "UPDATE attempts a SET lease_until_ms = " NOW_MS " + $2 FROM tasks t"
-      " WHERE a.daemon_id = $1 AND a.state = 'running' AND t.id = a.task_id"
-      " RETURNING a.task_id, a.n, t.cancel_requested",
-      {P(daemon_id_), P(options_.lease_ms)});
+  PgRes r = db_->Exec("UPDATE attempts a SET lease_until_ms = " NOW_MS
+                      " + $2 FROM tasks t"
+                      " WHERE a.daemon_id = $1 AND a.state = 'running' AND t.id = a.task_id"
+                      " RETURNING a.task_id, a.n, t.cancel_requested",
+                      {P(daemon_id_), P(options_.lease_ms)});
   std::map<int64_t, std::pair<int64_t, bool>> renewed;
   if (r.ok()) {
     for (int i = 0; i < r.rows(); ++i) renewed[r.Int(i, 0)] = {r.Int(i, 1), r.Bool(i, 2)};
@@ -480,9 +439,9 @@ void PgTaskQueue::Heartbeat() {
 }
 
 void PgTaskQueue::Reclaim() {
-  reclaim_timer_ = loop_->AddTimer(
-      MonotonicNs() + std::max<int64_t>(options_.lease_ms / 2, 200) * kNsPerMs,
-      [this] { Reclaim(); });
+  reclaim_timer_ =
+      loop_->AddTimer(MonotonicNs() + std::max<int64_t>(options_.lease_ms / 2, 200) * kNsPerMs,
+                      [this] { Reclaim(); });
   PgRes r = db_->Exec(
       "WITH d AS (UPDATE attempts SET state = 'crashed', reason = 'lease_expired',"
       " ended_ms = " NOW_MS " WHERE state = 'running' AND lease_until_ms < " NOW_MS
@@ -491,13 +450,15 @@ void PgTaskQueue::Reclaim() {
       " not_before_ms = " NOW_MS ", updated_ms = " NOW_MS
       " FROM d WHERE t.id = d.task_id AND t.attempts = d.n AND t.state = 'running' RETURNING t.id");
   if (r.ok() && r.rows() > 0) {
-    std::fprintf(stderr, "corral daemon: task queue: %d attempts of other daemons' expired leases"
-                 " marked crashed\n", r.rows());
+    std::fprintf(stderr,
+                 "corral daemon: task queue: %d attempts of other daemons' expired leases"
+                 " marked crashed\n",
+                 r.rows());
   }
   PgRes c = db_->Exec("SELECT state, count(*) FROM tasks GROUP BY state");
   if (c.ok()) {
     std::map<std::string, int64_t> now;
-    for (const char* s : kStates) now[s] = 0;
+    for (const char* s : queue::kStates) now[s] = 0;
     for (int i = 0; i < c.rows(); ++i) now[c.Text(i, 0)] = c.Int(i, 1);
     for (const auto& [s, n] : now) {
       if (owner_->counts_[s] == n) continue;
@@ -534,8 +495,8 @@ void PgTaskQueue::Submit(TaskSubmission sub, Reply reply) {
        P(Json(sub.argv).dump()), P(sub.spec_json), P(sub.group), P(sub.priority),
        sub.key.empty() ? Null() : P(sub.key), P(sub.retries + 1), P(sub.backoff_ms)});
   if (!r.ok()) {
-    return reply(Refusal{Refusal::kOverloaded, "the task queue's database refused the task: " +
-                                                   r.error()});
+    return reply(
+        Refusal{Refusal::kOverloaded, "the task queue's database refused the task: " + r.error()});
   }
   if (r.rows() == 1) {
     ScheduleDispatch();
@@ -552,8 +513,7 @@ void PgTaskQueue::Submit(TaskSubmission sub, Reply reply) {
 // Is task `id` there and the caller's? *state gets its state.
 bool PgTaskQueue::OwnerState(const Caller& caller, int64_t id, std::string* state, Refusal* why) {
   PgRes q = db_->Exec("SELECT owner_uid, state FROM tasks WHERE id = $1", {P(id)});
-  if (q.ok() && q.rows() == 1 &&
-      (caller.root() || static_cast<uid_t>(q.Int(0, 0)) == caller.uid)) {
+  if (q.ok() && q.rows() == 1 && (caller.root() || static_cast<uid_t>(q.Int(0, 0)) == caller.uid)) {
     *state = q.Text(0, 1);
     return true;
   }
@@ -590,7 +550,9 @@ PgTaskQueue::Json PgTaskQueue::TaskJson(int64_t id, bool with_attempts) {
   Json attempts = Json::array();
   Json last;
   for (int i = 0; a.ok() && i < a.rows(); ++i) {
-    auto opt_int = [&a, i](int col) { return a.Null(i, col) ? Json(nullptr) : Json(a.Int(i, col)); };
+    auto opt_int = [&a, i](int col) {
+      return a.Null(i, col) ? Json(nullptr) : Json(a.Int(i, col));
+    };
     auto opt_text = [&a, i](int col) {
       return a.Null(i, col) ? Json(nullptr) : Json(a.Text(i, col));
     };
@@ -650,7 +612,7 @@ std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::List(const Caller& caller,
   Json list = Json::array();
   for (int i = 0; q.ok() && i < q.rows(); ++i) list.push_back(TaskJson(q.Int(i, 0), false));
   Json counts = Json::object();
-  for (const char* s : kStates) counts[s] = 0;
+  for (const char* s : queue::kStates) counts[s] = 0;
   PgRes c = db_->Exec(
       "SELECT state, count(*) FROM tasks WHERE ($1::bigint < 0 OR owner_uid = $1::bigint)"
       " GROUP BY state",
@@ -713,11 +675,11 @@ void PgTaskQueue::Cancel(const Caller& caller, const std::string& id, Reply repl
   }
   // Queued: cancelled at once. Running elsewhere: flagged; its daemon sees the flag at its next
   // heartbeat and kills the cell (or the reclaim, if that daemon is gone, says `cancelled`).
-  PgRes r = db_->Exec(
-      "UPDATE tasks SET cancel_requested = true, updated_ms = " NOW_MS ","
-      " state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END"
-      " WHERE id = $1 AND state IN ('queued', 'running') RETURNING state",
-      {P(*n)});
+  PgRes r = db_->Exec("UPDATE tasks SET cancel_requested = true, updated_ms = " NOW_MS
+                      ","
+                      " state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END"
+                      " WHERE id = $1 AND state IN ('queued', 'running') RETURNING state",
+                      {P(*n)});
   if (!r.ok()) return reply(Refusal{Refusal::kOverloaded, "task queue database: " + r.error()});
   if (r.rows() == 0) {
     return reply(Refusal{Refusal::kBadInput,
@@ -752,9 +714,9 @@ void PgTaskQueue::Retry(const Caller& caller, const std::string& id, Reply reply
 }
 
 std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::Output(const Caller& caller,
-                                                             const std::string& id,
-                                                             int64_t attempt, bool stderr_stream,
-                                                             uint64_t offset, uint64_t max_bytes) {
+                                                             const std::string& id, int64_t attempt,
+                                                             bool stderr_stream, uint64_t offset,
+                                                             uint64_t max_bytes) {
   Refusal why;
   std::string state;
   auto n = TaskQueue::ParseId(id);

@@ -73,7 +73,7 @@ class PgTaskQueue {
     int64_t max_attempts = 1, backoff_ms = 0;
     int64_t claimed_ns = 0;
     int64_t waited_ms = 0;  // ready (database clock) to claimed: the wait-time metric
-    bool lost = false;  // its lease is gone: another daemon may run it; record nothing
+    bool lost = false;      // its lease is gone: another daemon may run it; record nothing
     bool cancel_requested = false;
     std::vector<Reply> cancel_replies;
   };
@@ -93,7 +93,6 @@ class PgTaskQueue {
   void NotifyWaiters(int64_t id);
   bool OwnerState(const Caller& caller, int64_t id, std::string* state, Refusal* why);
   Json TaskJson(int64_t id, bool with_attempts);
-  std::string OutputPath(int64_t id, int64_t n, bool err) const;
 
   EventLoop* loop_;
   Supervisor* sup_;

@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "supervisor/queue_store_pg.h"
+#include "supervisor/queue_store_common.h"
 #include "sys/clock.h"
 #include "sys/pidfd.h"
 #include "sys/proc.h"
@@ -23,10 +24,7 @@
 namespace corral {
 namespace {
 
-constexpr int64_t kMaxBackoffMs = 3600 * 1000;
 constexpr int64_t kRefusedRetryNs = 500 * kNsPerMs;  // Supervisor said "overloaded": try later
-const char* const kStates[] = {"queued",    "running", "succeeded", "failed",
-                               "timed_out", "crashed", "cancelled"};
 
 int64_t NowMs() {
   struct timespec ts;
@@ -45,18 +43,6 @@ std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
                what.c_str());
   std::fflush(stderr);
   _exit(70);
-}
-
-Status WriteWhole(const std::string& path, const std::string& data) {
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::FromErrno("write", path);
-    done += static_cast<size_t>(n);
-  }
-  return Ok();
 }
 
 }  // namespace
@@ -185,7 +171,7 @@ bool TaskQueue::ValidGroup(const std::string& g) {
 TaskQueue::TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options,
                      SpecBuilder builder)
     : loop_(loop), sup_(sup), options_(std::move(options)), builder_(std::move(builder)) {
-  for (const char* s : kStates) counts_[s] = 0;
+  for (const char* s : queue::kStates) counts_[s] = 0;
 }
 
 TaskQueue::~TaskQueue() {
@@ -528,11 +514,6 @@ void TaskQueue::StartAttempt(Pending* p) {
   // end). Lost in a crash, it costs nothing: the Supervisor's own records tear the cell down.
 }
 
-std::string TaskQueue::OutputPath(int64_t id, int64_t n, bool err) const {
-  return options_.state_dir + "/tasks/" + TaskId(id) + "/" + std::to_string(n) +
-         (err ? ".stderr" : ".stdout");
-}
-
 void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   auto it = pending_.find(id);
   if (it == pending_.end() || it->second->attempts != n) return;
@@ -540,36 +521,10 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   --running_in_group_[p->group];
   p->cell_id.clear();
   bool shutdown = r.state == CellState::kCancelled && r.reason == "shutdown";
-  std::string outcome;
-  switch (r.state) {
-    case CellState::kExited:
-      outcome = r.exit_code == 0 ? "succeeded" : "failed";
-      break;
-    case CellState::kTimedOut:
-      outcome = "timed_out";
-      break;
-    case CellState::kFailedToStart:
-      outcome = "failed";
-      break;
-    case CellState::kKilled:
-      // A limit of the task's own is its failure; a signal from outside is a crash.
-      outcome = r.reason == "signal" ? "crashed" : "failed";
-      break;
-    case CellState::kCancelled:
-      outcome = p->cancel_requested ? "cancelled" : "crashed";
-      break;
-  }
+  std::string outcome = queue::AttemptOutcome(r, p->cancel_requested);
   // Output first (files), then the row that points at them.
-  std::string dir = options_.state_dir + "/tasks/" + TaskId(id);
   std::string out_path, err_path;
-  if (r.state != CellState::kFailedToStart || !r.stdout_data.empty() || !r.stderr_data.empty()) {
-    if (mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) {
-      if (WriteWhole(OutputPath(id, n, false), r.stdout_data).ok())
-        out_path = OutputPath(id, n, false);
-      if (WriteWhole(OutputPath(id, n, true), r.stderr_data).ok())
-        err_path = OutputPath(id, n, true);
-    }
-  }
+  queue::WriteAttemptOutput(options_.state_dir, id, n, r, &out_path, &err_path);
   int64_t now = NowMs();
   Tx();
   auto& u = db_->Q(
@@ -619,9 +574,7 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   } else if (outcome == "succeeded" || outcome == "cancelled" || p->attempts >= p->max_attempts) {
     Finish(p, outcome);  // p is gone now
   } else {
-    int64_t delay = p->backoff_ms;
-    for (int64_t i = 1; i < n && delay < kMaxBackoffMs; ++i) delay *= 2;
-    delay = std::min(delay, kMaxBackoffMs);
+    int64_t delay = queue::RetryDelayMs(p->backoff_ms, n);
     p->state = "queued";
     db_->Q("UPDATE tasks SET state = 'queued', not_before_ms = ?1, updated_ms = ?2 WHERE id = ?3")
         .Bind(1, now + delay)

@@ -173,7 +173,6 @@ class TaskQueue {
   Pending* Owned(const Caller& caller, const std::string& id, Refusal* why);
   bool OwnsFinished(const Caller& caller, int64_t id, std::string* state, Refusal* why);
   Json TaskJson(int64_t id, bool with_attempts);
-  std::string OutputPath(int64_t id, int64_t n, bool err) const;
 
   EventLoop* loop_;
   Supervisor* sup_;
