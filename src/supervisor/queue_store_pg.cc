@@ -32,15 +32,6 @@ constexpr int64_t kMaxClaim = 64;
 
 std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
 
-[[noreturn]] void Fatal(const std::string& what) {
-  std::fprintf(stderr,
-               "corral daemon: task queue (postgres): %s; exiting: its leases expire and the other "
-               "daemons re-queue its tasks\n",
-               what.c_str());
-  std::fflush(stderr);
-  _exit(70);
-}
-
 using Param = std::optional<std::string>;
 Param P(int64_t v) { return std::to_string(v); }
 Param P(const std::string& v) { return v; }
@@ -60,7 +51,10 @@ class PgRes {
     auto s = PQresultStatus(r_);
     return s == PGRES_TUPLES_OK || s == PGRES_COMMAND_OK;
   }
-  std::string error() const { return r_ ? PQresultErrorMessage(r_) : "no result"; }
+  // No result: the connection is down (see Conn::Exec).
+  std::string error() const {
+    return r_ ? PQresultErrorMessage(r_) : "not connected to PostgreSQL\n";
+  }
   int rows() const { return PQntuples(r_); }
   bool Null(int row, int col) const { return PQgetisnull(r_, row, col) != 0; }
   std::string Text(int row, int col) const { return PQgetvalue(r_, row, col); }
@@ -78,9 +72,20 @@ class PgTaskQueue::Conn {
   ~Conn() {
     if (c_ != nullptr) PQfinish(c_);
   }
+  // Defaults that bound how long a dead or silent server can stall the loop (connect: 5 s; an
+  // unanswered query: ~11 s of keepalives; unacknowledged data: 10 s). The conninfo's own values
+  // win: it is expanded after them.
   static Result<std::unique_ptr<Conn>> Open(const std::string& conninfo) {
+    const char* keys[] = {"connect_timeout",
+                          "keepalives_idle",
+                          "keepalives_interval",
+                          "keepalives_count",
+                          "tcp_user_timeout",
+                          "dbname",
+                          nullptr};
+    const char* values[] = {"5", "5", "2", "3", "10000", conninfo.c_str(), nullptr};
     auto c = std::make_unique<Conn>();
-    c->c_ = PQconnectdb(conninfo.c_str());
+    c->c_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
     if (c->c_ == nullptr || PQstatus(c->c_) != CONNECTION_OK) {
       std::string msg = c->c_ ? PQerrorMessage(c->c_) : "out of memory";
       while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
@@ -88,25 +93,28 @@ class PgTaskQueue::Conn {
     }
     return c;
   }
-  // One statement, one round trip. A broken connection is reset once (reconnect) before failing.
+  // One statement, one round trip. A broken connection is reset (reconnected, blocking) at most
+  // once a second; in between, statements fail at once without touching the network.
   PgRes Exec(const char* sql, const std::vector<Param>& params = {}) {
     std::vector<const char*> values;
     values.reserve(params.size());
     for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
-    if (PQstatus(c_) != CONNECTION_OK) PQreset(c_);
+    if (PQstatus(c_) != CONNECTION_OK) {
+      if (MonotonicNs() - last_reset_ns_ < kNsPerSec) return PgRes(nullptr);
+      last_reset_ns_ = MonotonicNs();
+      PQreset(c_);
+      if (PQstatus(c_) != CONNECTION_OK) return PgRes(nullptr);
+      std::fprintf(stderr, "corral daemon: task queue: reconnected to PostgreSQL\n");
+    }
     return PgRes(PQexecParams(c_, sql, static_cast<int>(values.size()), nullptr, values.data(),
                               nullptr, nullptr, 0));
   }
   // Several statements without parameters (the schema): PQexecParams takes one at a time.
   PgRes Script(const char* sql) { return PgRes(PQexec(c_, sql)); }
-  PgRes MustExec(const char* sql, const std::vector<Param>& params = {}) {
-    PgRes r = Exec(sql, params);
-    if (!r.ok()) Fatal(std::string("`") + sql + "`: " + r.error());
-    return r;
-  }
 
  private:
   PGconn* c_ = nullptr;
+  int64_t last_reset_ns_ = 0;
 };
 
 PgTaskQueue::PgTaskQueue(EventLoop* loop, Supervisor* sup, TaskQueue* owner,
@@ -266,8 +274,15 @@ void PgTaskQueue::Dispatch() {
         {P(limited ? 1 : want), P(static_cast<int64_t>(getpid())), P(daemon_id_),
          P(options_.lease_ms)});
     if (!r.ok()) {
-      std::fprintf(stderr, "corral daemon: task queue: claim failed: %s", r.error().c_str());
+      if (!claim_failing_) {
+        std::fprintf(stderr, "corral daemon: task queue: claim failed: %s", r.error().c_str());
+      }
+      claim_failing_ = true;
       break;
+    }
+    if (claim_failing_) {
+      std::fprintf(stderr, "corral daemon: task queue: claims work again\n");
+      claim_failing_ = false;
     }
     for (int i = 0; i < r.rows(); ++i) {
       auto run = std::make_unique<Running>();
@@ -317,8 +332,9 @@ void PgTaskQueue::StartAttempt(int64_t id) {
   auto started = sup_->Start(run->owner, std::move(spec),
                              [this, id, n](const CellResult& r) { OnAttemptDone(id, n, r); });
   if (auto* refusal = std::get_if<Refusal>(&started)) {
-    // Not an attempt: the cell never existed. Back to the queue for any daemon.
-    db_->MustExec(
+    // Not an attempt: the cell never existed. Back to the queue for any daemon (if this fails,
+    // the unrenewed lease expires and the reclaim re-queues it).
+    (void)db_->Exec(
         "WITH d AS (DELETE FROM attempts WHERE task_id = $1 AND n = $2 AND daemon_id = $3"
         " AND state = 'running' RETURNING task_id) UPDATE tasks SET state = 'queued',"
         " attempts = $2 - 1, updated_ms = " NOW_MS " FROM d WHERE tasks.id = d.task_id",
@@ -384,7 +400,13 @@ void PgTaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
        err_path.empty() ? Null() : P(err_path), P(static_cast<int64_t>(r.stdout_bytes)),
        P(static_cast<int64_t>(r.stderr_bytes)), P(r.stdout_truncated ? 1 : 0),
        P(r.stderr_truncated ? 1 : 0), P(daemon_id_), P(task_state), P(attempts), P(delay)});
-  if (!w.ok()) Fatal("recording the end of " + TaskId(id) + " failed: " + w.error());
+  if (!w.ok()) {
+    // Unrecorded, the attempt stays `running` under this daemon's lease, which nobody renews
+    // now that the cell is gone: after it expires, any daemon re-queues the task (at least once).
+    std::fprintf(stderr, "corral daemon: task queue: recording the end of %s failed: %s",
+                 TaskId(id).c_str(), w.error().c_str());
+    return;
+  }
   if (w.rows() == 0) {
     std::fprintf(stderr,
                  "corral daemon: task queue: %s attempt %lld ended after its lease was lost\n",
@@ -510,15 +532,25 @@ void PgTaskQueue::Submit(TaskSubmission sub, Reply reply) {
   reply(Json{{"id", TaskId(e.Int(0, 0))}, {"existing", true}});
 }
 
-// Is task `id` there and the caller's? *state gets its state.
-bool PgTaskQueue::OwnerState(const Caller& caller, int64_t id, std::string* state, Refusal* why) {
-  PgRes q = db_->Exec("SELECT owner_uid, state FROM tasks WHERE id = $1", {P(id)});
-  if (q.ok() && q.rows() == 1 && (caller.root() || static_cast<uid_t>(q.Int(0, 0)) == caller.uid)) {
-    *state = q.Text(0, 1);
-    return true;
+// Task `id` (as the caller wrote it), if it is there and the caller's: *n and *state get its
+// number and state. Otherwise why not: unknown, or the database could not be asked.
+std::optional<Refusal> PgTaskQueue::Lookup(const Caller& caller, const std::string& id, int64_t* n,
+                                           std::string* state) {
+  Refusal unknown{Refusal::kNotFound, "no task '" + id + "' (see `corral tasks`)"};
+  auto parsed = TaskQueue::ParseId(id);
+  if (!parsed) return unknown;
+  *n = *parsed;
+  PgRes q = db_->Exec("SELECT owner_uid, state FROM tasks WHERE id = $1", {P(*n)});
+  if (!q.ok()) {
+    std::string e = q.error();
+    while (!e.empty() && e.back() == '\n') e.pop_back();
+    return Refusal{Refusal::kOverloaded, "the task queue's database cannot be reached: " + e};
   }
-  *why = Refusal{Refusal::kNotFound, "no task '" + TaskId(id) + "' (see `corral tasks`)"};
-  return false;
+  if (q.rows() != 1 || (!caller.root() && static_cast<uid_t>(q.Int(0, 0)) != caller.uid)) {
+    return unknown;
+  }
+  *state = q.Text(0, 1);
+  return std::nullopt;
 }
 
 PgTaskQueue::Json PgTaskQueue::TaskJson(int64_t id, bool with_attempts) {
@@ -623,30 +655,24 @@ std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::List(const Caller& caller,
 
 std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::Get(const Caller& caller,
                                                           const std::string& id) {
-  Refusal why;
+  int64_t n = 0;
   std::string state;
-  auto n = TaskQueue::ParseId(id);
-  if (!n || !OwnerState(caller, *n, &state, &why)) {
-    return Refusal{Refusal::kNotFound, "no task '" + id + "' (see `corral tasks`)"};
-  }
-  return TaskJson(*n, true);
+  if (auto why = Lookup(caller, id, &n, &state)) return *why;
+  return TaskJson(n, true);
 }
 
 std::optional<Refusal> PgTaskQueue::Wait(const Caller& caller, const std::string& id,
                                          std::function<void(Json)> done, uint64_t* waiter) {
-  Refusal why;
+  int64_t n = 0;
   std::string state;
-  auto n = TaskQueue::ParseId(id);
   *waiter = 0;
-  if (!n || !OwnerState(caller, *n, &state, &why)) {
-    return Refusal{Refusal::kNotFound, "no task '" + id + "' (see `corral tasks`)"};
-  }
+  if (auto why = Lookup(caller, id, &n, &state)) return why;
   if (state == "queued" || state == "running") {
-    waiters_[*n].emplace(++waiter_seq_, std::move(done));
+    waiters_[n].emplace(++waiter_seq_, std::move(done));
     *waiter = waiter_seq_;
     return std::nullopt;
   }
-  done(TaskJson(*n, true));
+  done(TaskJson(n, true));
   return std::nullopt;
 }
 
@@ -660,13 +686,10 @@ void PgTaskQueue::Unwait(const std::string& id, uint64_t waiter) {
 }
 
 void PgTaskQueue::Cancel(const Caller& caller, const std::string& id, Reply reply) {
-  Refusal why;
+  int64_t n = 0;
   std::string state;
-  auto n = TaskQueue::ParseId(id);
-  if (!n || !OwnerState(caller, *n, &state, &why)) {
-    return reply(Refusal{Refusal::kNotFound, "no task '" + id + "' (see `corral tasks`)"});
-  }
-  if (auto it = running_.find(*n); it != running_.end() && !it->second->lost) {
+  if (auto why = Lookup(caller, id, &n, &state)) return reply(*why);
+  if (auto it = running_.find(n); it != running_.end() && !it->second->lost) {
     Running* run = it->second.get();
     run->cancel_requested = true;
     run->cancel_replies.push_back(std::move(reply));
@@ -679,30 +702,29 @@ void PgTaskQueue::Cancel(const Caller& caller, const std::string& id, Reply repl
                       ","
                       " state = CASE WHEN state = 'queued' THEN 'cancelled' ELSE state END"
                       " WHERE id = $1 AND state IN ('queued', 'running') RETURNING state",
-                      {P(*n)});
+                      {P(n)});
   if (!r.ok()) return reply(Refusal{Refusal::kOverloaded, "task queue database: " + r.error()});
   if (r.rows() == 0) {
     return reply(Refusal{Refusal::kBadInput,
                          "task " + id + " already finished (" + state + "); nothing to cancel"});
   }
   if (r.Text(0, 0) == "cancelled") {
-    NotifyWaiters(*n);
-    return reply(TaskJson(*n, false));
+    NotifyWaiters(n);
+    return reply(TaskJson(n, false));
   }
-  int64_t tid = *n;
+  int64_t tid = n;
   waiters_[tid].emplace(++waiter_seq_, [this, reply, tid](Json) { reply(TaskJson(tid, false)); });
 }
 
 void PgTaskQueue::Retry(const Caller& caller, const std::string& id, Reply reply) {
-  Refusal why;
+  int64_t n = 0;
   std::string state;
-  auto n = TaskQueue::ParseId(id);
-  if (!n || !OwnerState(caller, *n, &state, &why)) return reply(why);
+  if (auto why = Lookup(caller, id, &n, &state)) return reply(*why);
   PgRes r = db_->Exec(
       "UPDATE tasks SET state = 'queued', max_attempts = attempts + 1, cancel_requested = false,"
       " not_before_ms = " NOW_MS ", updated_ms = " NOW_MS
       " WHERE id = $1 AND state NOT IN ('queued', 'running') RETURNING id",
-      {P(*n)});
+      {P(n)});
   if (!r.ok()) return reply(Refusal{Refusal::kOverloaded, "task queue database: " + r.error()});
   if (r.rows() == 0) {
     return reply(Refusal{Refusal::kBadInput, "task " + id +
@@ -710,22 +732,19 @@ void PgTaskQueue::Retry(const Caller& caller, const std::string& id, Reply reply
                                                  "(cancel it first to start over)"});
   }
   ScheduleDispatch();
-  reply(TaskJson(*n, false));
+  reply(TaskJson(n, false));
 }
 
 std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::Output(const Caller& caller,
                                                              const std::string& id, int64_t attempt,
                                                              bool stderr_stream, uint64_t offset,
                                                              uint64_t max_bytes) {
-  Refusal why;
+  int64_t n = 0;
   std::string state;
-  auto n = TaskQueue::ParseId(id);
-  if (!n || !OwnerState(caller, *n, &state, &why)) {
-    return Refusal{Refusal::kNotFound, "no task '" + id + "' (see `corral tasks`)"};
-  }
+  if (auto why = Lookup(caller, id, &n, &state)) return *why;
   bool task_done = state != "queued" && state != "running";
   if (attempt == 0) {
-    PgRes m = db_->Exec("SELECT coalesce(max(n), 0) FROM attempts WHERE task_id = $1", {P(*n)});
+    PgRes m = db_->Exec("SELECT coalesce(max(n), 0) FROM attempts WHERE task_id = $1", {P(n)});
     attempt = m.ok() && m.rows() == 1 ? m.Int(0, 0) : 0;
     if (attempt == 0) {
       return Json{{"data", ""},       {"offset", 0},           {"next_offset", 0},
@@ -736,13 +755,13 @@ std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::Output(const Caller& calle
   PgRes q = db_->Exec(
       "SELECT state, cell_id, stdout_path, stderr_path, stdout_bytes, stderr_bytes,"
       " stdout_truncated, stderr_truncated, daemon_id FROM attempts WHERE task_id = $1 AND n = $2",
-      {P(*n), P(attempt)});
+      {P(n), P(attempt)});
   if (!q.ok() || q.rows() != 1) {
     return Refusal{Refusal::kBadInput, "task " + id + " has no attempt " + std::to_string(attempt)};
   }
   Json out = {{"attempt", attempt}, {"task_done", task_done}};
   if (q.Text(0, 0) == "running") {
-    auto run = running_.find(*n);
+    auto run = running_.find(n);
     std::string cell = q.Text(0, 1);
     if (run != running_.end() && run->second->cell_id == cell && !cell.empty()) {
       auto chunk = sup_->Output(Caller{}, cell, stderr_stream, offset, max_bytes);

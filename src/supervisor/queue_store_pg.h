@@ -91,7 +91,8 @@ class PgTaskQueue {
   void LoadLimits();
   void LoseAttempt(Running* r, const char* why);
   void NotifyWaiters(int64_t id);
-  bool OwnerState(const Caller& caller, int64_t id, std::string* state, Refusal* why);
+  std::optional<Refusal> Lookup(const Caller& caller, const std::string& id, int64_t* n,
+                                std::string* state);
   Json TaskJson(int64_t id, bool with_attempts);
 
   EventLoop* loop_;
@@ -111,6 +112,7 @@ class PgTaskQueue {
   int64_t refused_until_ns_ = 0;
   uint64_t ticks_ = 0;
   bool dispatching_ = false;
+  bool claim_failing_ = false;  // logged once per outage
 };
 
 }  // namespace corral

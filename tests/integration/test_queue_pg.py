@@ -39,9 +39,15 @@ class Postgres:
         shutil.chown(self.data, "postgres", "postgres")
         self.port = free_port()
         self.as_pg(f"{self.bin}/initdb", "-D", self.data, "--auth=trust", "-U", "postgres")
+        self.start()
+        self.n = 0
+
+    def start(self):
         self.as_pg(f"{self.bin}/pg_ctl", "-D", self.data, "-l", os.path.join(self.data, "log"),
                    "-w", "-o", f"-k {self.data} -h 127.0.0.1 -p {self.port} -c fsync=on", "start")
-        self.n = 0
+
+    def halt(self):
+        self.as_pg(f"{self.bin}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
 
     def as_pg(self, *cmd):
         r = subprocess.run(["runuser", "-u", "postgres", "--", *cmd], capture_output=True,
@@ -63,7 +69,8 @@ class Postgres:
 
     def stop(self):
         try:
-            self.as_pg(f"{self.bin}/pg_ctl", "-D", self.data, "-m", "immediate", "-w", "stop")
+            if os.path.exists(os.path.join(self.data, "postmaster.pid")):
+                self.halt()
         finally:
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -240,6 +247,40 @@ def test_lost_lease_kills_the_cell(pg, tmp):
         a.stop()
         if b:
             b.stop()
+    assert a.proc.returncode == 0, a.text()
+
+
+def test_lost_database_kills_the_cell_and_the_daemon_carries_on(pg, tmp):
+    """Renewal fails (the database is gone): the cell is killed at once, since another daemon may
+    take the task after the lease. The database back, the attempt is reclaimed and retried."""
+    db, url = pg.new_db()
+    flag = os.path.join(tmp, "started")
+    a = Daemon(extra=["--queue", url, "--lease", "2s"])
+    try:
+        script = f"if [ -e {flag} ]; then exit 0; fi; touch {flag}; sleep 60"
+        tid = a.call("submit", {"shell": script, "retries": 1, "backoff_s": 0})["result"]["id"]
+        wait_until(lambda: os.path.exists(flag), what="the task to start")
+        pid = wait_until(lambda: a.call("task", {"id": tid})["result"]["attempt_list"][0]["cell"]
+                         ["leader_pid"], what="its leader")
+        pg.halt()
+        try:
+            wait_until(lambda: not psutil.pid_exists(pid) or
+                       psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+                       timeout=15, what="the cell to be killed when its lease cannot be renewed")
+            assert "lease could not be renewed" in a.text()
+        finally:
+            pg.start()
+        e = a.call("task", {"id": tid})
+        assert "result" in e or "cannot be reached" in e["error"]["message"], e
+        wait_until(lambda: "result" in a.call("task", {"id": tid}), what="A to reconnect")
+        with a.client() as c:
+            c.s.settimeout(40)
+            t = c.call("task_wait", {"id": tid, "timeout_s": 30})["result"]
+        assert t["state"] == "succeeded" and t["attempts"] == 2, t
+        assert t["attempt_list"][0]["reason"] == "lease_expired"
+        assert a.proc.poll() is None
+    finally:
+        a.stop()
     assert a.proc.returncode == 0, a.text()
 
 
