@@ -249,13 +249,17 @@ void PgTaskQueue::Dispatch() {
     PgRes begin = db_->Exec("BEGIN");
     PgRes lock = db_->Exec("SELECT pg_advisory_xact_lock(7215202)");
     if (!begin.ok() || !lock.ok()) {
-      std::fprintf(stderr, "corral daemon: task queue: claim failed: %s",
-                   (begin.ok() ? lock : begin).error().c_str());
+      if (!claim_failing_) {
+        std::fprintf(stderr, "corral daemon: task queue: claim failed: %s",
+                     (begin.ok() ? lock : begin).error().c_str());
+      }
+      claim_failing_ = true;
       (void)db_->Exec("ROLLBACK");
       dispatching_ = false;
       return;
     }
   }
+  bool failed = false;
   for (int64_t round = 0; round < (limited ? want : 1); ++round) {
     PgRes r = db_->Exec(
         "WITH c AS (SELECT id FROM tasks WHERE state = 'queued' AND not_before_ms <= " NOW_MS
@@ -278,6 +282,7 @@ void PgTaskQueue::Dispatch() {
         std::fprintf(stderr, "corral daemon: task queue: claim failed: %s", r.error().c_str());
       }
       claim_failing_ = true;
+      failed = true;
       break;
     }
     if (claim_failing_) {
@@ -301,7 +306,9 @@ void PgTaskQueue::Dispatch() {
     }
     if (r.rows() == 0) break;
   }
-  if (limited && !db_->Exec("COMMIT").ok()) {
+  // A failed statement aborts the whole transaction (and its COMMIT then rolls back): none of
+  // its claims is durable, so none of their cells may start.
+  if (limited && (failed || !db_->Exec("COMMIT").ok())) {
     // The claims are not durable: forget them, start no cell (the rows were rolled back).
     (void)db_->Exec("ROLLBACK");
     for (int64_t id : claimed) running_.erase(id);
