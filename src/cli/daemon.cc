@@ -102,7 +102,8 @@ int Daemon(int argc, char** argv) {
     std::string name = a.substr(0, a.find('='));
     if (name != "--socket" && name != "--socket-group" && name != "--metrics" &&
         name != "--state-dir" && name != "--max-running" && name != "--max-queued" &&
-        name != "--scan-interval" && name != "--containment" && name != "--queue" && name != "--lease") {
+        name != "--scan-interval" && name != "--containment" && name != "--queue" &&
+        name != "--lease") {
       return Fail("unknown option " + a + " (see `corral daemon --help`)");
     }
     if (!value(&v)) return Fail(a + " needs a value");

@@ -32,6 +32,22 @@ constexpr int64_t kMaxClaim = 64;
 
 std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
 
+// The conninfo as it may be shown in a message: a password in it (URI user:PASSWORD@ or
+// password=...) becomes "***".
+std::string Redacted(std::string c) {
+  if (size_t scheme = c.find("://"); scheme != std::string::npos) {
+    size_t at = c.find('@', scheme + 3), colon = c.find(':', scheme + 3);
+    if (at != std::string::npos && colon != std::string::npos && colon < at) {
+      c.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  for (size_t p = c.find("password="); p != std::string::npos; p = c.find("password=", p + 1)) {
+    size_t end = c.find_first_of(" &", p);
+    c.replace(p + 9, (end == std::string::npos ? c.size() : end) - p - 9, "***");
+  }
+  return c;
+}
+
 using Param = std::optional<std::string>;
 Param P(int64_t v) { return std::to_string(v); }
 Param P(const std::string& v) { return v; }
@@ -89,7 +105,8 @@ class PgTaskQueue::Conn {
     if (c->c_ == nullptr || PQstatus(c->c_) != CONNECTION_OK) {
       std::string msg = c->c_ ? PQerrorMessage(c->c_) : "out of memory";
       while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      return Error::Msg("--queue: cannot connect to PostgreSQL '" + conninfo + "': " + msg);
+      return Error::Msg("--queue: cannot connect to PostgreSQL '" + Redacted(conninfo) +
+                        "': " + msg);
     }
     return c;
   }

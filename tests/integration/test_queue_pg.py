@@ -363,10 +363,11 @@ def test_bad_conninfo_is_a_clear_error(tmp):
     port = free_port()  # nothing listens there
     r = subprocess.run([CORRAL, "daemon", "--socket", os.path.join(tmp, "s"), "--state-dir",
                         os.path.join(tmp, "st"), "--metrics", "off", "--queue",
-                        f"postgres://nobody@127.0.0.1:{port}/nope?connect_timeout=5"],
+                        f"postgres://nobody:s3cret@127.0.0.1:{port}/nope?connect_timeout=5"],
                        capture_output=True, timeout=30)
     assert r.returncode == 125, r
     assert b"cannot connect to PostgreSQL" in r.stderr and str(port).encode() in r.stderr
+    assert b"s3cret" not in r.stderr and b"nobody:***@" in r.stderr
     r = subprocess.run([CORRAL, "daemon", "--socket", os.path.join(tmp, "s"), "--state-dir",
                         os.path.join(tmp, "st"), "--metrics", "off", "--queue", "mysql://x/y"],
                        capture_output=True, timeout=30)
