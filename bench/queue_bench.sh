@@ -4,6 +4,12 @@
 # (`tsp`, Debian's task-spooler; in-memory, no durability), in the same invocation.
 #
 #   bench/queue_bench.sh [BUILD_DIR] [N]      (defaults: build, 10000; N=2000 for a quick run)
+#   bench/queue_bench.sh pg [BUILD_DIR] [N]   PostgreSQL mode (below)
+#
+# PostgreSQL mode: a private PostgreSQL 15 on loopback (initdb in the temp dir, run as the
+# `postgres` OS user, fsync on, stopped and removed on exit); N /bin/true tasks submitted through
+# pipelined JSON-RPC, spread over 1, 2 and 3 daemons sharing one database (a fresh database each
+# time, --max-running 64 each), against the SQLite queue with 1 daemon in the same invocation.
 #
 # Measures, for each: tasks/s submitting through the CLI one process per task (what a shell
 # script does) until all N are finished; for corral also through one pipelined JSON-RPC
@@ -11,17 +17,25 @@
 # one task (submit to done, 20 runs). tsp runs with TS_SLOTS=${TS_SLOTS:-4} and its own
 # TS_SOCKET / TMPDIR in a temp dir; its server is ended by pid. Everything is cleaned up on exit.
 set -euo pipefail
+PG=""
+if [ "${1:-}" = pg ]; then PG=1; shift; fi
 BUILD=${1:-build}
 N=${2:-10000}
 CORRAL=$(realpath "$BUILD/corral")
-command -v tsp >/dev/null || { echo "tsp not found: apt-get install task-spooler" >&2; exit 1; }
+[ -n "$PG" ] || command -v tsp >/dev/null ||
+  { echo "tsp not found: apt-get install task-spooler" >&2; exit 1; }
 DIR=$(mktemp -d /tmp/corral-queue-bench.XXXXXX)
 chmod 755 "$DIR"
 DAEMON_PID=""
 TSP_PID=""
+PG_PIDS=()
+PG_BIN=""
 cleanup() {
   [ -n "$DAEMON_PID" ] && kill -TERM "$DAEMON_PID" 2>/dev/null && wait "$DAEMON_PID" 2>/dev/null
+  for p in "${PG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
   [ -n "$TSP_PID" ] && kill -TERM "$TSP_PID" 2>/dev/null
+  [ -n "$PG_BIN" ] && runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg" -m immediate -w stop \
+    >/dev/null 2>&1
   rm -rf "$DIR"
 }
 trap cleanup EXIT
@@ -43,7 +57,70 @@ corral_done() {
 }
 wait_corral() { while [ "$(corral_done)" -lt "$1" ]; do sleep 0.05; done; }
 
+# N tasks through pipelined JSON-RPC, spread round-robin over the daemons' sockets; tasks/s until
+# all are finished (counted through the first daemon).
+rpc_run() {
+  python3 - "$@" <<'PY'
+import json, socket, sys, time
+n, paths = int(sys.argv[1]), sys.argv[2:]
+conns = []
+for p in paths:
+    s = socket.socket(socket.AF_UNIX); s.connect(p); conns.append(s.makefile("rwb"))
+msg = lambda m, p, i: json.dumps({"jsonrpc": "2.0", "id": i, "method": m, "params": p}) + "\n"
+t0 = time.monotonic()
+for off in range(0, n, 500):
+    k = min(500, n - off)
+    for j, f in enumerate(conns):
+        f.write("".join(msg("submit", {"argv": ["/bin/true"]}, off + i)
+                        for i in range(k) if i % len(conns) == j).encode())
+        f.flush()
+    for j, f in enumerate(conns):
+        for i in range(k):
+            if i % len(conns) == j: assert "result" in json.loads(f.readline())
+f = conns[0]
+while True:
+    f.write(msg("tasks", {"limit": 1}, 0).encode()); f.flush()
+    if json.loads(f.readline())["result"]["counts"]["succeeded"] == n: break
+    time.sleep(0.02)
+print(f"{n / (time.monotonic() - t0):.0f}")
+PY
+}
+
 echo "N=$N /bin/true tasks; host: $(nproc) cores, $(uname -r)"
+
+if [ -n "$PG" ]; then
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -x "$PG_BIN/initdb" ] || { echo "PostgreSQL not found: apt-get install postgresql" >&2; exit 1; }
+  mkdir -m 700 "$DIR/pg" && chown postgres:postgres "$DIR/pg"
+  PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  runuser -u postgres -- "$PG_BIN/initdb" -D "$DIR/pg" --auth=trust -U postgres >/dev/null
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$DIR/pg" -l "$DIR/pg/log" -w \
+    -o "-k $DIR/pg -h 127.0.0.1 -p $PORT" start >/dev/null
+  start_daemon
+  base=$(rpc_run "$N" "$DIR/corral.sock")
+  stop_daemon
+  echo "sqlite, 1 daemon:       $base tasks/s (baseline)"
+  for k in 1 2 3; do
+    psql -h 127.0.0.1 -p "$PORT" -U postgres -qc "CREATE DATABASE bench$k"
+    socks=()
+    PG_PIDS=()
+    for i in $(seq "$k"); do
+      "$CORRAL" daemon --socket "$DIR/pg$k-$i.sock" --state-dir "$DIR/pg$k-$i" --metrics off \
+        --scan-interval 0 --queue "postgres://postgres@127.0.0.1:$PORT/bench$k" \
+        2>>"$DIR/daemon.log" &
+      PG_PIDS+=($!)
+      socks+=("$DIR/pg$k-$i.sock")
+      for _ in $(seq 500); do [ -S "$DIR/pg$k-$i.sock" ] && break; sleep 0.01; done
+      [ -S "$DIR/pg$k-$i.sock" ] || { echo "daemon did not start: $(cat "$DIR/daemon.log")" >&2; exit 1; }
+    done
+    r=$(rpc_run "$N" "${socks[@]}")
+    for p in "${PG_PIDS[@]}"; do kill -TERM "$p"; wait "$p" || true; done
+    PG_PIDS=()
+    awk -v k="$k" -v r="$r" -v b="$base" \
+      'BEGIN { printf "postgres, %d daemon(s):  %d tasks/s (%.2fx sqlite)\n", k, r, r / b }'
+  done
+  exit 0
+fi
 
 # --- corral, CLI: one `corral submit` process per task
 start_daemon
@@ -57,24 +134,7 @@ stop_daemon
 
 # --- corral, one pipelined JSON-RPC connection
 start_daemon
-corral_rpc=$(python3 - "$DIR/corral.sock" "$N" <<'PY'
-import json, socket, sys, time
-path, n = sys.argv[1], int(sys.argv[2])
-s = socket.socket(socket.AF_UNIX); s.connect(path); f = s.makefile("rwb")
-msg = lambda m, p, i: json.dumps({"jsonrpc": "2.0", "id": i, "method": m, "params": p}) + "\n"
-t0 = time.monotonic()
-for off in range(0, n, 500):
-    k = min(500, n - off)
-    f.write("".join(msg("submit", {"argv": ["/bin/true"]}, off + i) for i in range(k)).encode())
-    f.flush()
-    for _ in range(k): assert "result" in json.loads(f.readline())
-while True:
-    f.write(msg("tasks", {"limit": 1}, 0).encode()); f.flush()
-    if json.loads(f.readline())["result"]["counts"]["succeeded"] == n: break
-    time.sleep(0.02)
-print(f"{n / (time.monotonic() - t0):.0f}")
-PY
-)
+corral_rpc=$(rpc_run "$N" "$DIR/corral.sock")
 echo "corral JSON-RPC:   $corral_rpc tasks/s"
 lat=()
 for _ in $(seq 20); do

@@ -6,7 +6,7 @@ set -euo pipefail
 
 packages=(
   build-essential cmake g++ pkg-config
-  libgtest-dev googletest nlohmann-json3-dev libsqlite3-dev
+  libgtest-dev googletest nlohmann-json3-dev libsqlite3-dev libpq-dev postgresql
   python3 python3-pytest python3-psutil
   prometheus tini dumb-init bubblewrap hyperfine task-spooler
   util-linux procps iproute2 strace

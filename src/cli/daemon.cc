@@ -47,7 +47,9 @@ groups (from SO_PEERCRED), and a client that disconnects during `run` cancels it
   --max-queued N       calls allowed to wait (default 1024); past it: -32001 overloaded
   --scan-interval DUR  host scan cadence for the host metrics (default 5s; 0: off)
   --containment MODE   cgroup2 | cgroup1 | pgroup (default: the best this host offers)
-  --queue KIND         the durable task queue: sqlite (default: STATE-DIR/tasks.db)
+  --queue KIND         the durable task queue: sqlite (default: STATE-DIR/tasks.db), or a
+                       PostgreSQL conninfo (postgres://USER@HOST:PORT/DB) shared by many daemons
+  --lease DUR          PostgreSQL: a claimed task's lease, renewed every third (default 30s)
 
 SIGTERM or SIGINT: stop accepting, cancel every cell, reap, remove the socket, exit 0.
 After a crash (even SIGKILL) the next start tears down the cells the previous one left.
@@ -73,6 +75,7 @@ int Daemon(int argc, char** argv) {
   std::string state_dir = DefaultStateDir(), containment, queue_kind = "sqlite";
   SupervisorOptions opts;
   int64_t scan_interval_ns = 5 * kNsPerSec;
+  int64_t lease_ms = 30000;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i], v;
     auto value = [&](std::string* out) {
@@ -99,7 +102,8 @@ int Daemon(int argc, char** argv) {
     std::string name = a.substr(0, a.find('='));
     if (name != "--socket" && name != "--socket-group" && name != "--metrics" &&
         name != "--state-dir" && name != "--max-running" && name != "--max-queued" &&
-        name != "--scan-interval" && name != "--containment" && name != "--queue") {
+        name != "--scan-interval" && name != "--containment" && name != "--queue" &&
+        name != "--lease") {
       return Fail("unknown option " + a + " (see `corral daemon --help`)");
     }
     if (!value(&v)) return Fail(a + " needs a value");
@@ -109,6 +113,11 @@ int Daemon(int argc, char** argv) {
     else if (a == "--state-dir") state_dir = v;
     else if (a == "--containment") containment = v;
     else if (a == "--queue") queue_kind = v;
+    else if (a == "--lease") {
+      auto d = ParseDurationNs(v);
+      if (!d || *d < kNsPerSec) return Fail("--lease: '" + v + "' is not a duration of 1s or more");
+      lease_ms = *d / kNsPerMs;
+    }
     else if (a == "--max-running") {
       if (!count(&opts.max_running) || opts.max_running == 0) return Fail("--max-running: '" + v + "' is not a positive number");
     } else if (a == "--max-queued") {
@@ -146,12 +155,17 @@ int Daemon(int argc, char** argv) {
   Supervisor* sup = sup_or->get();
 
   // After the Supervisor's recovery: a dead daemon's running attempts become crashed, re-queued.
-  if (queue_kind != "sqlite") {
-    return Fail("--queue: '" + queue_kind + "' is not available in this build (only sqlite; "
-                "PostgreSQL is planned, see docs/queue.md)");
+  TaskQueueOptions queue_opts;
+  queue_opts.state_dir = state_dir;
+  queue_opts.lease_ms = lease_ms;
+  if (queue_kind.rfind("postgres://", 0) == 0 || queue_kind.rfind("postgresql://", 0) == 0 ||
+      queue_kind.find('=') != std::string::npos) {
+    queue_opts.postgres = queue_kind;  // a libpq conninfo: URI or key=value pairs
+  } else if (queue_kind != "sqlite") {
+    return Fail("--queue: '" + queue_kind + "' is neither sqlite nor a PostgreSQL conninfo "
+                "(postgres://USER@HOST:PORT/DB or 'host=... dbname=...')");
   }
-  auto queue_or = TaskQueue::Open(loop, sup, TaskQueueOptions{state_dir},
-                                  api::CellParamsSpecBuilder());
+  auto queue_or = TaskQueue::Open(loop, sup, queue_opts, api::CellParamsSpecBuilder());
   if (!queue_or.ok()) return Fail(queue_or.error().message());
   TaskQueue* queue = queue_or->get();
 

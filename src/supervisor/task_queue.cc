@@ -15,6 +15,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "supervisor/queue_store_pg.h"
+#include "supervisor/queue_store_common.h"
 #include "sys/clock.h"
 #include "sys/pidfd.h"
 #include "sys/proc.h"
@@ -22,10 +24,7 @@
 namespace corral {
 namespace {
 
-constexpr int64_t kMaxBackoffMs = 3600 * 1000;
 constexpr int64_t kRefusedRetryNs = 500 * kNsPerMs;  // Supervisor said "overloaded": try later
-const char* const kStates[] = {"queued",    "running", "succeeded", "failed",
-                               "timed_out", "crashed", "cancelled"};
 
 int64_t NowMs() {
   struct timespec ts;
@@ -44,18 +43,6 @@ std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
                what.c_str());
   std::fflush(stderr);
   _exit(70);
-}
-
-Status WriteWhole(const std::string& path, const std::string& data) {
-  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = write(fd.get(), data.data() + done, data.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error::FromErrno("write", path);
-    done += static_cast<size_t>(n);
-  }
-  return Ok();
 }
 
 }  // namespace
@@ -184,7 +171,7 @@ bool TaskQueue::ValidGroup(const std::string& g) {
 TaskQueue::TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options,
                      SpecBuilder builder)
     : loop_(loop), sup_(sup), options_(std::move(options)), builder_(std::move(builder)) {
-  for (const char* s : kStates) counts_[s] = 0;
+  for (const char* s : queue::kStates) counts_[s] = 0;
 }
 
 TaskQueue::~TaskQueue() {
@@ -203,6 +190,11 @@ TaskQueue::~TaskQueue() {
 Result<std::unique_ptr<TaskQueue>> TaskQueue::Open(EventLoop* loop, Supervisor* sup,
                                                    TaskQueueOptions options, SpecBuilder builder) {
   std::unique_ptr<TaskQueue> q(new TaskQueue(loop, sup, std::move(options), std::move(builder)));
+  if (!q->options_.postgres.empty()) {
+    ASSIGN_OR_RETURN(q->pg_, PgTaskQueue::Open(loop, sup, q.get(), q->options_, q->builder_));
+    q->recovered_crashed_ = q->pg_->recovered_crashed();
+    return q;
+  }
   TRY(q->Init());
   TRY(q->Recover());
   TRY(q->LoadPending());
@@ -522,11 +514,6 @@ void TaskQueue::StartAttempt(Pending* p) {
   // end). Lost in a crash, it costs nothing: the Supervisor's own records tear the cell down.
 }
 
-std::string TaskQueue::OutputPath(int64_t id, int64_t n, bool err) const {
-  return options_.state_dir + "/tasks/" + TaskId(id) + "/" + std::to_string(n) +
-         (err ? ".stderr" : ".stdout");
-}
-
 void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   auto it = pending_.find(id);
   if (it == pending_.end() || it->second->attempts != n) return;
@@ -534,36 +521,10 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   --running_in_group_[p->group];
   p->cell_id.clear();
   bool shutdown = r.state == CellState::kCancelled && r.reason == "shutdown";
-  std::string outcome;
-  switch (r.state) {
-    case CellState::kExited:
-      outcome = r.exit_code == 0 ? "succeeded" : "failed";
-      break;
-    case CellState::kTimedOut:
-      outcome = "timed_out";
-      break;
-    case CellState::kFailedToStart:
-      outcome = "failed";
-      break;
-    case CellState::kKilled:
-      // A limit of the task's own is its failure; a signal from outside is a crash.
-      outcome = r.reason == "signal" ? "crashed" : "failed";
-      break;
-    case CellState::kCancelled:
-      outcome = p->cancel_requested ? "cancelled" : "crashed";
-      break;
-  }
+  std::string outcome = queue::AttemptOutcome(r, p->cancel_requested);
   // Output first (files), then the row that points at them.
-  std::string dir = options_.state_dir + "/tasks/" + TaskId(id);
   std::string out_path, err_path;
-  if (r.state != CellState::kFailedToStart || !r.stdout_data.empty() || !r.stderr_data.empty()) {
-    if (mkdir(dir.c_str(), 0700) == 0 || errno == EEXIST) {
-      if (WriteWhole(OutputPath(id, n, false), r.stdout_data).ok())
-        out_path = OutputPath(id, n, false);
-      if (WriteWhole(OutputPath(id, n, true), r.stderr_data).ok())
-        err_path = OutputPath(id, n, true);
-    }
-  }
+  queue::WriteAttemptOutput(options_.state_dir, id, n, r, &out_path, &err_path);
   int64_t now = NowMs();
   Tx();
   auto& u = db_->Q(
@@ -613,9 +574,7 @@ void TaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
   } else if (outcome == "succeeded" || outcome == "cancelled" || p->attempts >= p->max_attempts) {
     Finish(p, outcome);  // p is gone now
   } else {
-    int64_t delay = p->backoff_ms;
-    for (int64_t i = 1; i < n && delay < kMaxBackoffMs; ++i) delay *= 2;
-    delay = std::min(delay, kMaxBackoffMs);
+    int64_t delay = queue::RetryDelayMs(p->backoff_ms, n);
     p->state = "queued";
     db_->Q("UPDATE tasks SET state = 'queued', not_before_ms = ?1, updated_ms = ?2 WHERE id = ?3")
         .Bind(1, now + delay)
@@ -680,6 +639,7 @@ void TaskQueue::NotifyWaiters(int64_t id) {
 }
 
 void TaskQueue::Submit(TaskSubmission sub, Reply reply) {
+  if (pg_) return pg_->Submit(std::move(sub), std::move(reply));
   if (!ValidGroup(sub.group)) {
     return reply(Refusal{Refusal::kBadInput, "params.group: '" + sub.group +
                                                  "' is not a group name (1 to 64 of A-Z a-z 0-9 "
@@ -820,6 +780,7 @@ TaskQueue::Json TaskQueue::TaskJson(int64_t id, bool with_attempts) {
 std::variant<TaskQueue::Json, Refusal> TaskQueue::List(const Caller& caller,
                                                        const std::string& state,
                                                        const std::string& group, int64_t limit) {
+  if (pg_) return pg_->List(caller, state, group, limit);
   if (!state.empty() && counts_.count(state) == 0) {
     return Refusal{Refusal::kBadInput,
                    "params.state: '" + state +
@@ -845,6 +806,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::List(const Caller& caller,
 }
 
 std::variant<TaskQueue::Json, Refusal> TaskQueue::Get(const Caller& caller, const std::string& id) {
+  if (pg_) return pg_->Get(caller, id);
   Refusal why;
   auto n = ParseId(id);
   std::string state;
@@ -856,6 +818,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Get(const Caller& caller, cons
 
 std::optional<Refusal> TaskQueue::Wait(const Caller& caller, const std::string& id,
                                        std::function<void(Json)> done, uint64_t* waiter) {
+  if (pg_) return pg_->Wait(caller, id, std::move(done), waiter);
   Refusal why;
   auto n = ParseId(id);
   *waiter = 0;
@@ -873,6 +836,7 @@ std::optional<Refusal> TaskQueue::Wait(const Caller& caller, const std::string& 
 }
 
 void TaskQueue::Unwait(const std::string& id, uint64_t waiter) {
+  if (pg_) return pg_->Unwait(id, waiter);
   auto n = ParseId(id);
   if (!n) return;
   auto it = waiters_.find(*n);
@@ -882,6 +846,7 @@ void TaskQueue::Unwait(const std::string& id, uint64_t waiter) {
 }
 
 void TaskQueue::Cancel(const Caller& caller, const std::string& id, Reply reply) {
+  if (pg_) return pg_->Cancel(caller, id, std::move(reply));
   Refusal why;
   Pending* p = Owned(caller, id, &why);
   if (p == nullptr) {
@@ -908,6 +873,7 @@ void TaskQueue::Cancel(const Caller& caller, const std::string& id, Reply reply)
 }
 
 void TaskQueue::Retry(const Caller& caller, const std::string& id, Reply reply) {
+  if (pg_) return pg_->Retry(caller, id, std::move(reply));
   Refusal why;
   if (Owned(caller, id, &why) != nullptr) {
     return reply(Refusal{Refusal::kBadInput, "task " + id +
@@ -953,6 +919,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
                                                          const std::string& id, int64_t attempt,
                                                          bool stderr_stream, uint64_t offset,
                                                          uint64_t max_bytes) {
+  if (pg_) return pg_->Output(caller, id, attempt, stderr_stream, offset, max_bytes);
   Refusal why;
   auto n = ParseId(id);
   std::string state;
@@ -1030,6 +997,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
 
 void TaskQueue::SetGroup(const Caller& caller, const std::string& group, int64_t parallel,
                          Reply reply) {
+  if (pg_) return pg_->SetGroup(caller, group, parallel, std::move(reply));
   if (!ValidGroup(group)) {
     return reply(Refusal{Refusal::kBadInput, "params.group: '" + group +
                                                  "' is not a group name (1 to 64 of A-Z a-z 0-9 "
@@ -1052,6 +1020,7 @@ void TaskQueue::SetGroup(const Caller& caller, const std::string& group, int64_t
 }
 
 TaskQueue::Json TaskQueue::Groups() {
+  if (pg_) return pg_->Groups();
   Json out = Json::array();
   std::set<std::string> names;
   for (const auto& [g, n] : limits_) names.insert(g);

@@ -51,8 +51,14 @@ struct sqlite3;
 
 namespace corral {
 
+class PgTaskQueue;
+
 struct TaskQueueOptions {
   std::string state_dir;  // holds tasks.db, tasks.db.lock and tasks/ (attempt output)
+  // Not empty: a libpq conninfo (postgres://...); the queue lives there, shared with other
+  // daemons (queue_store_pg.h), and every call below is forwarded to PgTaskQueue.
+  std::string postgres;
+  int64_t lease_ms = 30000;  // PostgreSQL: how long a claim lasts without a heartbeat
 };
 
 // What `submit` asks for. spec_json holds the cell params of `run` (argv/shell, cwd, env,
@@ -123,6 +129,7 @@ class TaskQueue {
   static bool ValidGroup(const std::string& group);
 
  private:
+  friend class PgTaskQueue;  // keeps counts_ and calls the hooks in PostgreSQL mode
   struct Pending {  // a task that is not finished
     int64_t id = 0;
     Caller owner;
@@ -166,7 +173,6 @@ class TaskQueue {
   Pending* Owned(const Caller& caller, const std::string& id, Refusal* why);
   bool OwnsFinished(const Caller& caller, int64_t id, std::string* state, Refusal* why);
   Json TaskJson(int64_t id, bool with_attempts);
-  std::string OutputPath(int64_t id, int64_t n, bool err) const;
 
   EventLoop* loop_;
   Supervisor* sup_;
@@ -189,6 +195,7 @@ class TaskQueue {
   uint64_t waiter_seq_ = 0;
   int recovered_crashed_ = 0;
   bool dispatching_ = false;
+  std::unique_ptr<PgTaskQueue> pg_;  // set: the PostgreSQL backend answers every call
 };
 
 }  // namespace corral

@@ -1,0 +1,76 @@
+// Shared judgement of the task queue's stores; see the header.
+#include "supervisor/queue_store_common.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "sys/fd.h"
+
+namespace corral::queue {
+namespace {
+
+constexpr int64_t kMaxBackoffMs = 3600 * 1000;
+
+Status WriteWhole(const std::string& path, const std::string& data) {
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+  size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n = write(fd.get(), data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error::FromErrno("write", path);
+    done += static_cast<size_t>(n);
+  }
+  return Ok();
+}
+
+}  // namespace
+
+std::string AttemptOutcome(const CellResult& r, bool cancel_requested) {
+  switch (r.state) {
+    case CellState::kExited:
+      return r.exit_code == 0 ? "succeeded" : "failed";
+    case CellState::kTimedOut:
+      return "timed_out";
+    case CellState::kFailedToStart:
+      return "failed";
+    case CellState::kKilled:
+      // A limit of the task's own is its failure; a signal from outside is a crash.
+      return r.reason == "signal" ? "crashed" : "failed";
+    case CellState::kCancelled:
+      return cancel_requested ? "cancelled" : "crashed";
+  }
+  return "failed";
+}
+
+int64_t RetryDelayMs(int64_t backoff_ms, int64_t n) {
+  int64_t delay = backoff_ms;
+  for (int64_t i = 1; i < n && delay < kMaxBackoffMs; ++i) delay *= 2;
+  return std::min(delay, kMaxBackoffMs);
+}
+
+std::string AttemptOutputPath(const std::string& state_dir, int64_t id, int64_t n, bool err) {
+  return state_dir + "/tasks/t-" + std::to_string(id) + "/" + std::to_string(n) +
+         (err ? ".stderr" : ".stdout");
+}
+
+void WriteAttemptOutput(const std::string& state_dir, int64_t id, int64_t n, const CellResult& r,
+                        std::string* out_path, std::string* err_path) {
+  out_path->clear();
+  err_path->clear();
+  if (r.state == CellState::kFailedToStart && r.stdout_data.empty() && r.stderr_data.empty()) {
+    return;
+  }
+  std::string dir = state_dir + "/tasks/t-" + std::to_string(id);
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) return;
+  if (WriteWhole(AttemptOutputPath(state_dir, id, n, false), r.stdout_data).ok()) {
+    *out_path = AttemptOutputPath(state_dir, id, n, false);
+  }
+  if (WriteWhole(AttemptOutputPath(state_dir, id, n, true), r.stderr_data).ok()) {
+    *err_path = AttemptOutputPath(state_dir, id, n, true);
+  }
+}
+
+}  // namespace corral::queue

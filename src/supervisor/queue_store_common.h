@@ -1,0 +1,31 @@
+// What the task queue's two stores share (docs/queue.md): the SQLite queue (task_queue.cc, one
+// daemon) and the PostgreSQL one (queue_store_pg.cc, many daemons) keep their rows differently but
+// must judge an attempt the same way: its outcome, its retry delay, and where its output goes.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "supervisor/supervisor.h"
+
+namespace corral::queue {
+
+// Task states, in the order `tasks` lists their counts.
+inline constexpr const char* kStates[] = {"queued",    "running", "succeeded", "failed",
+                                          "timed_out", "crashed", "cancelled"};
+
+// An attempt's outcome from its cell's result: exit 0 -> succeeded; exit != 0, failed to start,
+// a limit of its own -> failed; timeout -> timed_out; a signal from outside -> crashed; cancelled
+// -> cancelled if `cancel` asked for it, else crashed (the shutdown case is the caller's).
+std::string AttemptOutcome(const CellResult& r, bool cancel_requested);
+
+// The delay before attempt n+1 after attempt n failed: backoff * 2^(n-1), at most 1 h.
+int64_t RetryDelayMs(int64_t backoff_ms, int64_t n);
+
+// Writes an attempt's captured output to STATE/tasks/t-ID/N.stdout and .stderr (nothing when the
+// cell failed to start and said nothing); *out_path / *err_path get the files written, "" if not.
+void WriteAttemptOutput(const std::string& state_dir, int64_t id, int64_t n, const CellResult& r,
+                        std::string* out_path, std::string* err_path);
+std::string AttemptOutputPath(const std::string& state_dir, int64_t id, int64_t n, bool err);
+
+}  // namespace corral::queue
