@@ -12,7 +12,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <sstream>
 
 namespace corral {
 
@@ -41,20 +40,16 @@ HostCgroups DetectHostCgroups() {
   HostCgroups h;
   auto mounts = ReadSmallFile("/proc/self/mounts", 1 << 20);
   if (!mounts.ok()) return h;
-  std::istringstream in(mounts.value());
-  std::string line;
   bool any_v1 = false;
-  while (std::getline(in, line)) {
-    std::istringstream f(line);
-    std::string dev, dir, type, opts;
-    f >> dev >> dir >> type >> opts;
-    if (type == "cgroup2") {
+  for (std::string_view line : SplitFields(mounts.value(), "\n")) {
+    std::vector<std::string_view> f = SplitFields(line, " ");  // dev dir type opts ...
+    if (f.size() < 4) continue;
+    std::string dir(f[1]);
+    if (f[2] == "cgroup2") {
       if (h.v2_mount.empty()) h.v2_mount = dir;
-    } else if (type == "cgroup") {
+    } else if (f[2] == "cgroup") {
       any_v1 = true;
-      std::istringstream o(opts);
-      std::string opt;
-      while (std::getline(o, opt, ',')) {
+      for (std::string_view opt : SplitFields(f[3], ",")) {
         if (opt == "pids") h.v1_pids = dir;
         if (opt == "memory") h.v1_memory = dir;
         if (opt == "cpuacct") h.v1_cpuacct = dir;
@@ -66,9 +61,7 @@ HostCgroups DetectHostCgroups() {
   if (!h.v2_mount.empty()) {
     auto ctl = ReadSmallFile(h.v2_mount + "/cgroup.controllers");
     if (ctl.ok()) {
-      std::istringstream c(ctl.value());
-      std::string name;
-      while (c >> name) h.v2_controllers.push_back(name);
+      for (std::string_view name : SplitFields(ctl.value())) h.v2_controllers.emplace_back(name);
     }
   }
   return h;
@@ -264,11 +257,10 @@ std::vector<std::string> DeadOwnersCells(const std::string& root) {
 int KillProcsIn(const std::string& dir) {
   auto procs = ReadSmallFile(dir + "/cgroup.procs", 1 << 20);
   if (!procs.ok()) return 0;
-  std::istringstream in(procs.value());
   int n = 0;
-  pid_t pid;
-  while (in >> pid) {
-    if (kill(pid, SIGKILL) == 0) ++n;
+  for (std::string_view field : SplitFields(procs.value())) {
+    uint64_t pid = 0;
+    if (ParseU64(field, &pid) && kill(static_cast<pid_t>(pid), SIGKILL) == 0) ++n;
   }
   return n;
 }

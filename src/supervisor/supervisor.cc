@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
-#include <sstream>
 
 #include "sys/clock.h"
 #include "sys/proc.h"
@@ -85,11 +84,10 @@ Status Supervisor::Recover() {
     // "<pid> <starttime>": kill the leader only if it is still the same process.
     auto text = ReadSmallFile(dir + "/" + id, 128);
     if (text.ok()) {
-      std::istringstream in(text.value());
-      pid_t pid = 0;
-      uint64_t start = 0;
-      in >> pid >> start;
-      auto st = pid > 0 ? ReadProcStat(pid) : std::nullopt;
+      std::vector<std::string_view> f = SplitFields(text.value());
+      uint64_t pid = 0, start = 0;
+      if (f.size() < 2 || !ParseU64(f[0], &pid) || !ParseU64(f[1], &start)) pid = 0;
+      auto st = pid > 0 ? ReadProcStat(static_cast<pid_t>(pid)) : std::nullopt;
       if (st && st->starttime_ticks == start && kill(pid, SIGKILL) == 0) ++recovered_killed_;
     }
     unlink((dir + "/" + id).c_str());

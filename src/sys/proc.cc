@@ -166,6 +166,20 @@ const std::string& PidNamespaceTag() {
   return tag;
 }
 
+std::vector<std::string_view> SplitFields(std::string_view text, std::string_view seps) {
+  std::vector<std::string_view> out;
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t start = text.find_first_not_of(seps, pos);
+    if (start == std::string_view::npos) break;
+    size_t end = text.find_first_of(seps, start);
+    if (end == std::string_view::npos) end = text.size();
+    out.push_back(text.substr(start, end - start));
+    pos = end;
+  }
+  return out;
+}
+
 std::optional<std::string> ReadEnvironVar(pid_t pid, std::string_view name) {
   char path[64];
   snprintf(path, sizeof path, "/proc/%d/environ", pid);

@@ -35,6 +35,9 @@ struct ProcStat {
 Result<ProcStat> ParseProcStat(std::string_view text);
 // A decimal unsigned integer that must fill the whole view (no sign, no spaces).
 bool ParseU64(std::string_view s, uint64_t* out);
+// The fields of `text` separated by any of `seps`, empty fields dropped. For kernel files:
+// iostreams would pull libstdc++'s locale machinery into every corral start.
+std::vector<std::string_view> SplitFields(std::string_view text, std::string_view seps = " \t\n");
 std::optional<ProcStat> ReadProcStat(pid_t pid);
 // Every numeric entry of /proc.
 std::vector<pid_t> ListPids();
