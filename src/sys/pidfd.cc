@@ -52,12 +52,15 @@ Status PidfdSendSignal(int pidfd, int sig) {
   return Ok();
 }
 
-static Result<Reaped> DoWaitid(int idtype, int id, int flags) {
+static Result<Reaped> DoWaitid(int idtype, int id, int flags, bool want_usage) {
   siginfo_t info;
   std::memset(&info, 0, sizeof info);
   Reaped r;
   for (;;) {
-    long rc = ::syscall(SYS_waitid, idtype, id, &info, WEXITED | flags, &r.usage);
+    // Without a rusage pointer the kernel skips collecting it: orphans are reaped by the
+    // thousand and nobody reads theirs.
+    long rc = ::syscall(SYS_waitid, idtype, id, &info, WEXITED | flags,
+                        want_usage ? &r.usage : nullptr);
     if (rc == 0) break;
     if (errno == EINTR) continue;
     return Error::FromErrno("waitid");
@@ -72,8 +75,10 @@ static Result<Reaped> DoWaitid(int idtype, int id, int flags) {
   return r;
 }
 
-Result<Reaped> WaitPidfd(int pidfd, int flags) { return DoWaitid(P_PIDFD, pidfd, flags); }
+Result<Reaped> WaitPidfd(int pidfd, int flags) {
+  return DoWaitid(P_PIDFD, pidfd, flags, /*want_usage=*/true);
+}
 
-Result<Reaped> ReapAny() { return DoWaitid(P_ALL, 0, WNOHANG); }
+Result<Reaped> ReapAny() { return DoWaitid(P_ALL, 0, WNOHANG, /*want_usage=*/false); }
 
 }  // namespace corral

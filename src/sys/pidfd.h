@@ -53,7 +53,7 @@ struct Reaped {
 // hides. ECHILD means it was already reaped.
 Result<Reaped> WaitPidfd(int pidfd, int flags);
 // waitid(P_ALL, WEXITED | WNOHANG): one reap of any child, pid 0 when none is ready; ECHILD when
-// the process has no children left at all.
+// the process has no children left at all. `usage` is not filled in.
 Result<Reaped> ReapAny();
 
 }  // namespace corral
