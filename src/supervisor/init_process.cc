@@ -136,6 +136,7 @@ Result<std::unique_ptr<InitProcess>> InitProcess::Start(EventLoop& loop, const I
   TRY(BlockSignals(all, &old_mask));
   ASSIGN_OR_RETURN(SignalFd sfd, SignalFd::Create(all));
   std::unique_ptr<InitProcess> init(new InitProcess(loop, opts, std::move(sfd)));
+  init->waited_ = all;
 
   // 2. Orphans must come to us: PID 1 gets them from the kernel; elsewhere ask for them.
   init->pid1_ = ::getpid() == 1;
@@ -206,6 +207,20 @@ void InitProcess::OnSignals() {
   // Reap on every wake-up, not only on SIGCHLD: one waitid when nothing is ready, and it cannot
   // miss an exit whose SIGCHLD merged with an earlier one.
   ReapAll();
+  // Fast path while the signalfd is all there is to wait for (no --serve sockets, no grace
+  // timer): wait for the next signal right here with sigwaitinfo, one system call, instead of
+  // epoll + read + the read that says "drained". A storm of exiting orphans then costs what a
+  // bare signalfd + waitid loop costs. Anything else on the loop sends us back to it.
+  while (!finished_ && loop_.watched_fds() == 1 && loop_.pending_timers() == 0) {
+    siginfo_t info;
+    int sig = ::sigwaitinfo(&waited_, &info);
+    if (sig < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (sig != SIGCHLD) HandleSignal(sig, info.si_pid);
+    ReapAll();
+  }
 }
 
 void InitProcess::HandleSignal(int sig, pid_t sender) {

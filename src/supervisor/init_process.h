@@ -108,6 +108,7 @@ class InitProcess {
   EventLoop& loop_;
   InitOptions opts_;
   SignalFd sfd_;
+  sigset_t waited_;  // what the signalfd reads; the sigwaitinfo fast path waits for the same
   EventLoop::Token sfd_token_ = 0;
   EventLoop::Token grace_timer_ = 0;  // 0 when none is armed
   bool pid1_ = false;

@@ -311,7 +311,9 @@ def test_signal_forwarded_to_default_disposition_exits_128_plus_n(mode, sig, tmp
 @pytest.mark.parametrize("group", [True, False], ids=["-g", "child-only"])
 def test_group_flag_reaches_whole_process_group(mode, group, tmp_path, marker):
     f = tmp_path / "events"
-    args = ["-g"] if group else []
+    # With -g every member gets the signal and exits by itself: wait for them, or the orphan
+    # SIGTERM could beat a member's handler to its "got" line.
+    args = ["-g", "--orphans", "wait"] if group else []
     with start_init(mode, args, [PAYLOAD, "on-signal", "10", "5", "30", str(f), "3"],
                     tmp_path, marker) as init:
         wait_until(lambda: count(f, "ready") == 4, what="4 group members ready")
