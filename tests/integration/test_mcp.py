@@ -360,12 +360,16 @@ def test_fds_and_memory_stay_flat_over_many_calls(server):
         wait_until(lambda: server.tool(9999, "list_commands", {})["result"]["structuredContent"]
                    ["running"] == 0, what="the started commands to end")
 
-    # The first burst warms up what is kept by design and bounded (pooled cell cgroups keep
-    # their files open); the second must then leave fds and memory where they were.
+    # Warm up what is kept by design and bounded: the pool of cell cgroups (at most 7 slots,
+    # each keeping its files open) fills once 10 commands overlap. After that, bursts of calls
+    # must leave fds and memory where they were.
+    for i in range(10):
+        server.tool(50 + i, "start_command", {"command": "sleep 0.5"})
     burst(100)
     fds0, rss0 = fds(), rss_kb()
     burst(1000)
-    assert fds() == fds0
+    burst(2000)
+    assert fds() <= fds0
     assert rss_kb() < rss0 + 4096
 
 
