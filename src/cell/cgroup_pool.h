@@ -8,7 +8,7 @@
 // few preads.
 //
 // Slots. Slot i is the directory "pool/<i>" under corral's root in every hierarchy in use, i <
-// kPoolSlots (7): with their parent, at most 8 kept directories per hierarchy, created only as
+// kPoolSlots (4): with their parent, at most 5 kept directories per hierarchy, created only as
 // concurrent cells need them. A slot is owned by whoever holds flock(LOCK_EX) on the open cgroup2
 // directory of the slot (the "anchor"). The lock dies with its holder, so a crashed owner frees its
 // slots by dying. Because a lock protects an inode, not a name, a claimer locks first and then
@@ -60,8 +60,8 @@
 
 namespace corral {
 
-// 7 slots + the "pool" parent: at most 8 kept directories per hierarchy.
-inline constexpr int kPoolSlots = 7;
+// 4 slots + the "pool" parent: at most 5 kept directories per hierarchy (15 on a hybrid host).
+inline constexpr int kPoolSlots = 4;
 
 // Raw values of a cell's counters; a pooled cell subtracts the ones read at claim.
 struct CgroupCounters {

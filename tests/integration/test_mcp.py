@@ -360,7 +360,7 @@ def test_fds_and_memory_stay_flat_over_many_calls(server):
         wait_until(lambda: server.tool(9999, "list_commands", {})["result"]["structuredContent"]
                    ["running"] == 0, what="the started commands to end")
 
-    # Warm up what is kept by design and bounded: the pool of cell cgroups (at most 7 slots,
+    # Warm up what is kept by design and bounded: the pool of cell cgroups (at most 4 slots,
     # each keeping its files open) fills once 10 commands overlap. After that, bursts of calls
     # must leave fds and memory where they were.
     for i in range(10):
