@@ -190,9 +190,12 @@ Status PgTaskQueue::Init() {
   gethostname(host, sizeof host - 1);
   daemon_prefix_ = std::string(host) + ":" + dir + ":";
   daemon_id_ = daemon_prefix_ + std::to_string(getpid());
-  // Two daemons starting at once would race on CREATE ... IF NOT EXISTS: serialize them.
+  // Two daemons starting at once would race on CREATE ... IF NOT EXISTS: serialize them. And once
+  // the schema exists, touch no DDL at all: even a no-op CREATE INDEX IF NOT EXISTS takes a
+  // ShareLock on its table, which deadlocks against another daemon's claim in flight.
   PgRes schema = db_->Script(
       "BEGIN; SELECT pg_advisory_xact_lock(7215201);"
+      "DO $$ BEGIN IF to_regclass('groups') IS NULL THEN "
       "CREATE TABLE IF NOT EXISTS tasks ("
       " id BIGSERIAL PRIMARY KEY, owner_uid BIGINT NOT NULL, owner_gid BIGINT NOT NULL,"
       " argv TEXT NOT NULL, spec TEXT NOT NULL, grp TEXT NOT NULL, priority BIGINT NOT NULL,"
@@ -211,6 +214,7 @@ Status PgTaskQueue::Init() {
       " stderr_truncated BIGINT, PRIMARY KEY(task_id, n));"
       "CREATE INDEX IF NOT EXISTS attempts_running ON attempts(daemon_id) WHERE state = 'running';"
       "CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, parallel BIGINT NOT NULL);"
+      "END IF; END $$;"
       "COMMIT;");
   if (!schema.ok()) return Error::Msg("--queue: creating the schema failed: " + schema.error());
   // Our previous incarnation (same host and state dir: we hold its flock) is dead, and

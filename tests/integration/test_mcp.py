@@ -22,9 +22,9 @@ INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
 class Server:
     """One `corral mcp` process; every stdout line must be a JSON-RPC message."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, cwd=None):
         self.proc = subprocess.Popen([CORRAL, "mcp", "--grace", "300ms", *args],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
         self.buf = b""
 
     def send_raw(self, data: bytes):
@@ -374,7 +374,10 @@ def test_fds_and_memory_stay_flat_over_many_calls(server):
 
 
 def test_profile_isolates_every_command():
-    s = Server("--profile", "workspace")
+    # The workspace profile makes the cwd writable and gives the cell a private /tmp, so the
+    # server must not run from under /tmp (where a CI checkout may live): use /var/tmp.
+    cwd = tempfile.mkdtemp(prefix="corral-mcp-", dir="/var/tmp")
+    s = Server("--profile", "workspace", cwd=cwd)
     try:
         s.initialize()
         r = s.tool(1, "run_command", {"command": "ps -e | wc -l; cat /proc/net/dev | wc -l; "
@@ -386,6 +389,7 @@ def test_profile_isolates_every_command():
         assert not os.path.exists("/etc/corral-mcp-probe")
     finally:
         assert s.close() == 0
+        os.rmdir(cwd)
     r = subprocess.run([CORRAL, "mcp", "--profile", "nonsense"], capture_output=True,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 125 and b"--profile" in r.stderr
