@@ -87,13 +87,13 @@ def no_zombie_children():
     assert not zs, f"zombie children of the test process: {zs}"
 
 
-def corral(*args, env=None, timeout=60, input=None, check=False):
+def corral(*args, env=None, timeout=60, input=None, check=False, cwd=None):
     """Runs build/corral with args; returns the CompletedProcess (bytes)."""
     e = dict(os.environ)
     if env:
         e.update(env)
     return subprocess.run([CORRAL, *args], capture_output=True, timeout=timeout, env=e,
-                          input=input, check=check)
+                          input=input, check=check, cwd=cwd)
 
 
 def prometheus_query_until(target, query, check, timeout=60):

@@ -13,7 +13,10 @@ import pytest
 
 from conftest import CORRAL, PAYLOAD, corral, procs_with_env
 
-ISOLATE_OK = corral("run", "--isolate", "--", "/bin/true").returncode == 0
+# An isolated cell gets a private /tmp, so a working directory under /tmp (where a CI checkout
+# may live) does not exist inside it: every isolated run here starts from /var/tmp.
+ISO_CWD = "/var/tmp"
+ISOLATE_OK = corral("run", "--isolate", "--", "/bin/true", cwd=ISO_CWD).returncode == 0
 pytestmark = pytest.mark.skipif(not ISOLATE_OK,
                                 reason="isolation unavailable here (see `corral doctor`)")
 
@@ -21,6 +24,7 @@ pytestmark = pytest.mark.skipif(not ISOLATE_OK,
 def iso(*args, marker=None, **kw):
     """Runs the payload in an isolated cell; returns (exit code, stdout lines)."""
     env = ["--env", f"CORRAL_TEST_MARK={marker}"] if marker else []
+    kw.setdefault("cwd", ISO_CWD)
     r = corral("run", *env, *args, **kw)
     return r.returncode, r.stdout.decode().split("\n")[:-1], r.stderr.decode()
 
@@ -142,7 +146,7 @@ def test_exit_codes_timeouts_and_fds_hold(marker):
     start = time.monotonic()
     r = corral("run", "--json", "--isolate", "--timeout", "300ms", "--grace", "200ms",
                "--env", f"CORRAL_TEST_MARK={marker}", "--", PAYLOAD,
-               "setsid-escape", "60", "+", "sleep", "60")
+               "setsid-escape", "60", "+", "sleep", "60", cwd=ISO_CWD)
     res = json.loads(r.stdout)
     assert r.returncode == 124 and res["state"] == "timed_out"
     assert time.monotonic() - start < 3
@@ -158,14 +162,14 @@ def test_leader_is_pid_1_with_its_semantics():
     assert rc == 0 and out == ["alive"]
     start = time.monotonic()
     r = corral("run", "--json", "--isolate", "--timeout", "200ms", "--grace", "300ms", "--",
-               PAYLOAD, "sleep", "60")
+               PAYLOAD, "sleep", "60", cwd=ISO_CWD)
     res = json.loads(r.stdout)
     assert r.returncode == 124 and res["signal"] == "SIGKILL"
     assert 0.5 <= time.monotonic() - start < 3  # SIGTERM ignored, SIGKILL after the grace
     # `corral init` in front restores ordinary semantics: SIGTERM ends the command at once.
     start = time.monotonic()
     r = corral("run", "--json", "--isolate", "--timeout", "200ms", "--grace", "5s", "--",
-               CORRAL, "init", "--", PAYLOAD, "sleep", "60")
+               CORRAL, "init", "--", PAYLOAD, "sleep", "60", cwd=ISO_CWD)
     assert r.returncode == 124 and time.monotonic() - start < 3
 
 
