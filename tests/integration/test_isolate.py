@@ -11,11 +11,25 @@ import time
 
 import pytest
 
-from conftest import CORRAL, PAYLOAD, corral, procs_with_env
+import conftest
+from conftest import corral, procs_with_env
 
-# An isolated cell gets a private /tmp, so a working directory under /tmp (where a CI checkout
-# may live) does not exist inside it: every isolated run here starts from /var/tmp.
+# An isolated cell gets a private /tmp, so nothing under /tmp (where a CI checkout may live)
+# exists inside it: every isolated run here starts from /var/tmp, and the binaries that run
+# inside cells are copies there (removed at the end of the module).
 ISO_CWD = "/var/tmp"
+_BIN_DIR = tempfile.mkdtemp(prefix="corral-iso-bin-", dir="/var/tmp")
+os.chmod(_BIN_DIR, 0o755)
+CORRAL = shutil.copy2(conftest.CORRAL, os.path.join(_BIN_DIR, "corral"))
+PAYLOAD = shutil.copy2(conftest.PAYLOAD, os.path.join(_BIN_DIR, "corral-payload"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _remove_binary_copies():
+    yield
+    shutil.rmtree(_BIN_DIR, ignore_errors=True)
+
+
 ISOLATE_OK = corral("run", "--isolate", "--", "/bin/true", cwd=ISO_CWD).returncode == 0
 pytestmark = pytest.mark.skipif(not ISOLATE_OK,
                                 reason="isolation unavailable here (see `corral doctor`)")
