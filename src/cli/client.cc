@@ -78,6 +78,26 @@ jsonrpc::json SpecToParams(const CellSpec& spec) {
   return p;
 }
 
+int TaskIdCommand(const char* verb, const char* help, int argc, char** argv) {
+  std::string socket = TakeSocketFlag(&argc, argv);
+  bool json = argc == 3 && std::string(argv[2]) == "--json";
+  if ((argc != 2 && !json) || std::string(argv[1]).rfind("-", 0) == 0) {
+    bool asked = argc == 2 && std::string(argv[1]) == "--help";
+    std::fputs(help, asked ? stdout : stderr);
+    return asked ? 0 : kExitCorralError;
+  }
+  int code = 0;
+  auto r = CallOnce(verb, socket, verb, {{"id", argv[1]}}, &code);
+  if (!r) return code;
+  if (json) {
+    std::printf("%s\n", r->dump().c_str());
+  } else {
+    std::printf("%s %s\n", (*r)["id"].get<std::string>().c_str(),
+                (*r)["state"].get<std::string>().c_str());
+  }
+  return 0;
+}
+
 int ExitCodeOf(const jsonrpc::json& r) {
   std::string state = r.value("state", "");
   if (state == "timed_out") return 124;

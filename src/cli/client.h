@@ -19,6 +19,9 @@ std::optional<jsonrpc::json> CallOnce(const char* verb, const std::string& socke
                                       const std::string& method, const jsonrpc::json& params,
                                       int* exit_code);
 jsonrpc::json SpecToParams(const CellSpec& spec);
+// `corral VERB [--socket PATH] ID [--json]` for the task methods that take one id and answer
+// {id, state}: prints "ID STATE" (or the JSON), or `help` on bad usage.
+int TaskIdCommand(const char* verb, const char* help, int argc, char** argv);
 // The exit code a result object stands for (coreutils timeout conventions).
 int ExitCodeOf(const jsonrpc::json& result);
 

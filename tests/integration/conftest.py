@@ -5,63 +5,18 @@ process, no process that carries this test's marker in its environment."""
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from procutil import procs_with_env, wait_until, zombie_children  # noqa: E402,F401
+
 ROOT = Path(__file__).resolve().parents[2]
 CORRAL = os.environ.get("CORRAL_BIN", str(ROOT / "build" / "corral"))
 PAYLOAD = os.environ.get("CORRAL_PAYLOAD", str(ROOT / "build" / "corral-payload"))
-
-
-def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
-    """Polls pred() until it is truthy or the deadline passes (never a bare sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def procs_with_env(marker):
-    """PIDs of live (non-zombie) processes whose environment contains marker."""
-    found = []
-    needle = marker.encode()
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                stat = f.read()
-            state = stat[stat.rfind(b")") + 2:][:1]
-            if state == b"Z":
-                continue
-            with open(f"/proc/{d}/environ", "rb") as f:
-                if needle in f.read():
-                    found.append(int(d))
-        except OSError:
-            continue
-    return found
-
-
-def zombie_children(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(b")") + 2:].split()
-        if rest[0] == b"Z" and int(rest[1]) == ppid:
-            out.append(int(d))
-    return out
 
 
 @pytest.fixture

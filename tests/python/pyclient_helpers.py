@@ -1,6 +1,6 @@
 """Helpers and fixtures for the Python client's tests, imported by the test modules: a real
 `corral daemon` (build/corral) on a temp socket, the real client from clients/python, real
-processes. Helpers copied from tests/integration/conftest.py. There is no conftest.py here, so
+processes. The /proc helpers come from tests/procutil.py. There is no conftest.py here, so
 both suites can run in one pytest invocation (`from conftest import` stays theirs). Every test
 ends by checking that no process carrying its marker is alive and that neither this process nor
 the daemon has a zombie child."""
@@ -21,55 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CORRAL = os.environ.get("CORRAL_BIN", str(ROOT / "build" / "corral"))
 PAYLOAD = os.environ.get("CORRAL_PAYLOAD", str(ROOT / "build" / "corral-payload"))
 sys.path.insert(0, str(ROOT / "clients" / "python"))
-
-
-def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
-    """Polls pred() until it is truthy or the deadline passes (never a bare sleep)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
-def procs_with_env(marker):
-    """PIDs of live (non-zombie) processes whose environment contains marker."""
-    found = []
-    needle = marker.encode()
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                stat = f.read()
-            state = stat[stat.rfind(b")") + 2:][:1]
-            if state == b"Z":
-                continue
-            with open(f"/proc/{d}/environ", "rb") as f:
-                if needle in f.read():
-                    found.append(int(d))
-        except OSError:
-            continue
-    return found
-
-
-def zombie_children(ppid):
-    out = []
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        rest = stat[stat.rfind(b")") + 2:].split()
-        if rest[0] == b"Z" and int(rest[1]) == ppid:
-            out.append(int(d))
-    return out
+sys.path.insert(0, str(ROOT / "tests"))
+from procutil import procs_with_env, wait_until, zombie_children  # noqa: E402,F401
 
 
 def kill_pids(pids):

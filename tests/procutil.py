@@ -1,0 +1,55 @@
+"""/proc helpers shared by the integration tests (tests/integration) and the Python client's
+tests (tests/python): a plain module, not a conftest, so both suites can import it when pytest
+runs them in one invocation."""
+
+import os
+import time
+
+
+def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
+    """Polls pred() until it is truthy or the deadline passes (never a bare sleep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def procs_with_env(marker):
+    """PIDs of live (non-zombie) processes whose environment contains marker."""
+    found = []
+    needle = marker.encode()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                stat = f.read()
+            state = stat[stat.rfind(b")") + 2:][:1]
+            if state == b"Z":
+                continue
+            with open(f"/proc/{d}/environ", "rb") as f:
+                if needle in f.read():
+                    found.append(int(d))
+        except OSError:
+            continue
+    return found
+
+
+def zombie_children(ppid):
+    out = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(b")") + 2:].split()
+        if rest[0] == b"Z" and int(rest[1]) == ppid:
+            out.append(int(d))
+    return out
