@@ -418,6 +418,23 @@ bool SetAttr(const char* path, unsigned flags, uint64_t set, uint64_t clr, uint6
 
 }  // namespace
 
+bool LoopbackUp() {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return false;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  memcpy(ifr.ifr_name, "lo", 3);
+  bool ok = ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
+  if (ok) {
+    ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
+    ok = ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
+  }
+  int e = errno;
+  close(s);
+  errno = e;
+  return ok;
+}
+
 bool IsolateEnter(const IsolationPlan& plan, const char** what, const char** object) {
   auto fail = [&](const char* w, const char* o) {
     *what = w;
@@ -482,22 +499,10 @@ bool IsolateEnter(const IsolationPlan& plan, const char** what, const char** obj
         break;
     }
   }
-  if (plan.lo_up) {
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return fail("isolate: socket for loopback", nullptr);
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    memcpy(ifr.ifr_name, "lo", 3);
-    bool ok = ioctl(s, SIOCGIFFLAGS, &ifr) == 0;
-    if (ok) {
-      ifr.ifr_flags = static_cast<short>(ifr.ifr_flags | IFF_UP);
-      ok = ioctl(s, SIOCSIFFLAGS, &ifr) == 0;
-    }
-    int e = errno;
-    close(s);
-    errno = e;
-    if (!ok) return fail("isolate: bring up loopback", "lo");
+  if (plan.netns_fd >= 0 && setns(plan.netns_fd, CLONE_NEWNET) != 0) {
+    return fail("isolate: setns(prebuilt network namespace)", nullptr);
   }
+  if (plan.lo_up && !LoopbackUp()) return fail("isolate: bring up loopback", "lo");
   // The inherited cwd still points into the old mount, read-only now: enter it again.
   if (chdir(plan.chdir_to.c_str()) != 0) return fail("isolate: chdir", plan.chdir_to.c_str());
   // No capabilities survive exec, even for a root caller (uid 0 gets the bounding set).

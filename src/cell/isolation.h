@@ -16,7 +16,8 @@
 //      system call however many mounts the host has;
 //   3. private tmpfs on /tmp and /dev/shm; --rw binds made writable, --ro binds made read-only
 //      again, --hide covered by an empty read-only tmpfs (directory) or /dev/null (file);
-//   4. a fresh read-only /proc for the new PID namespace; `lo` up (ioctl SIOCSIFFLAGS);
+//   4. a fresh read-only /proc for the new PID namespace; `lo` up (ioctl SIOCSIFFLAGS), or, in
+//      the daemon, setns into a network namespace made ahead with `lo` up (netns_pool.h);
 //   5. chdir to the parent's cwd again (the inherited cwd points into the old, now read-only,
 //      mount), the capability bounding set emptied (a root caller's command runs as uid 0 with
 //      no capabilities);
@@ -60,6 +61,7 @@ struct IsolationPlan {
   std::vector<MountOp> mounts;
   std::string chdir_to;  // the parent's cwd: re-entered through the new mount tree
   bool lo_up = false;
+  int netns_fd = -1;  // a prebuilt network namespace (netns_pool.h) entered instead of CLONE_NEWNET
   int cap_last = -1;  // bounding set 0..cap_last dropped; -1: keep
 
   std::vector<sock_filter> seccomp;  // empty: none
@@ -84,6 +86,9 @@ Result<std::unique_ptr<IsolationPlan>> PrepareIsolation(const Isolation& iso,
 // failure they return false and set *what (a static description of the step) and *object (a
 // path of the plan, or nullptr); errno is the cause.
 bool IsolateEnter(const IsolationPlan& plan, const char** what, const char** object);
+
+// Brings `lo` of the caller's network namespace up; errno set on failure. Async-signal-safe.
+bool LoopbackUp();
 bool IsolateLockDown(const IsolationPlan& plan, const char** what, const char** object);
 
 // One sentence on how to fix a failed step (empty when there is nothing useful to say).

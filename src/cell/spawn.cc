@@ -201,6 +201,11 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
     auto plan = PrepareIsolation(*req.isolation, req.cwd, req.uid);
     if (!plan.ok()) return plan.error();
     iso = std::move(plan).value();
+    if (req.netns_fd >= 0 && (iso->clone_flags & CLONE_NEWNET) != 0 && !iso->user_ns) {
+      iso->clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
+      iso->netns_fd = req.netns_fd;
+      iso->lo_up = false;  // up already
+    }
   }
   uint64_t ns_flags = iso ? iso->clone_flags : 0;
 

@@ -201,6 +201,44 @@ def test_disconnect_during_run_cancels_the_cell(daemon, marker):
     assert stats["finished"].get("cancelled") == 1
 
 
+def test_isolated_runs_each_get_a_fresh_network_namespace(daemon):
+    """The daemon enters network namespaces made ahead (cell/netns_pool.h): each isolated run
+    must still get one of its own, with lo up, and the daemon itself must stay in the host's."""
+    host_ns = os.readlink("/proc/self/ns/net")
+    probe = ("readlink /proc/self/ns/net; "
+             "grep -c ': ' /proc/net/dev; "  # interfaces: lo only
+             "(exec 3<>/dev/tcp/127.0.0.1/1) 2>&1 | grep -o 'Connection refused'; "  # lo is up
+             "echo probed")
+    # Alive at once, so that no namespace (nor its inode number) can have been reused.
+    ids = [daemon.call("start", {"argv": ["bash", "-c", probe + "; exec sleep 60"],
+                                 "isolate": True, "cwd": "/var/tmp"})["result"]["id"]
+           for _ in range(8)]
+
+    def first_lines(cid):
+        out = daemon.call("output", {"id": cid})["result"]["data"]
+        return out.split("\n") if "probed" in out else None
+    seen = []
+    for cid in ids:
+        ns, ifaces, refused, *_ = wait_until(lambda: first_lines(cid), what="isolated cell up")
+        assert (ifaces, refused) == ("1", "Connection refused")  # not "Network is unreachable"
+        seen.append(ns)
+    for cid in ids:  # all at once: each leader is a PID 1 that ignores SIGTERM (grace, then KILL)
+        daemon.call("kill", {"id": cid})
+    for cid in ids:
+        assert daemon.call("wait", {"id": cid})["result"]["state"] == "cancelled"
+    assert len(set(seen)) == len(seen) and host_ns not in seen, seen
+    # The helper thread went home: every thread of the daemon is in the host's namespace, and
+    # a plain run still has the host's network.
+    tasks = f"/proc/{daemon.proc.pid}/task"
+    assert {os.readlink(f"{tasks}/{t}/ns/net") for t in os.listdir(tasks)} == {host_ns}
+    r = daemon.call("run", {"shell": "readlink /proc/self/ns/net"})["result"]
+    assert r["stdout"].strip() == host_ns
+    # Namespaces kept ready are few and bounded: 4 ready, and the helper's way home.
+    held = [fd for fd in os.listdir(f"/proc/{daemon.proc.pid}/fd")
+            if os.readlink(f"/proc/{daemon.proc.pid}/fd/{fd}").startswith("net:[")]
+    assert len(held) <= 5
+
+
 def test_200_concurrent_clients_leave_no_zombie(daemon, marker):
     results, errors = [], []
 
