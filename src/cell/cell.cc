@@ -201,8 +201,8 @@ void Cell::Launch() {
   req.gid = spec_.gid;
   req.groups = spec_.groups;
   req.isolation = &spec_.isolation;
-  UniqueFd netns = host_->TakeNetns(spec_.isolation);  // closed after the spawn: the cell's now
-  req.netns_fd = netns.get();
+  NamespaceSet namespaces = host_->TakeNamespaces(spec_.isolation);  // the cell's after the spawn
+  req.namespaces = &namespaces;
 
   UniqueFd stdin_keep;
   int out_fd = 1, err_fd = 2;
@@ -555,12 +555,13 @@ void Cell::Finish() {
 
 // ---------------------------------------------------------------------------------------------
 
-UniqueFd CellHost::TakeNetns(const Isolation& iso) {
-  if (!iso.enabled || iso.net != NetMode::kNone || options_.prebuilt_netns <= 0 || geteuid() != 0) {
-    return UniqueFd();
+NamespaceSet CellHost::TakeNamespaces(const Isolation& iso) {
+  if (!iso.enabled || iso.net != NetMode::kNone || options_.prebuilt_namespaces <= 0 ||
+      geteuid() != 0) {
+    return {};
   }
-  if (!netns_pool_) netns_pool_ = std::make_unique<NetnsPool>(options_.prebuilt_netns);
-  return netns_pool_->Take();
+  if (!ns_pool_) ns_pool_ = std::make_unique<NamespacePool>(options_.prebuilt_namespaces);
+  return ns_pool_->Take();
 }
 
 Result<std::unique_ptr<CellHost>> CellHost::Create(EventLoop* loop, HostOptions options) {

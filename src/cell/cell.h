@@ -21,7 +21,7 @@
 #include <string>
 
 #include "cell/containment.h"
-#include "cell/netns_pool.h"
+#include "cell/ns_pool.h"
 #include "cell/spec.h"
 #include "sys/error.h"
 #include "sys/event_loop.h"
@@ -135,9 +135,10 @@ struct HostOptions {
   bool reap_orphans = false;
   // Every adopted orphan belongs to the one cell there is (corral run, pgroup backend).
   bool single_cell = false;
-  // Isolated cells enter network namespaces made ahead by a helper thread (netns_pool.h): for a
-  // long-lived root host that runs many of them (the daemon), not for one cell (corral run).
-  int prebuilt_netns = 0;  // how many to keep ready; 0: off
+  // Isolated cells enter network, IPC and UTS namespaces made ahead by a helper thread
+  // (ns_pool.h): for a long-lived root host that runs many of them (the daemon), not for one
+  // cell (corral run).
+  int prebuilt_namespaces = 0;  // how many sets to keep ready; 0: off
 };
 
 class CellHost {
@@ -168,8 +169,8 @@ class CellHost {
   void CellDone(Cell* cell);
   void Quarantine(std::unique_ptr<Containment> c, UniqueFd pidfd, size_t stuck);
   void RetryQuarantine();
-  // A prebuilt network namespace for an isolated cell, or an invalid fd (then CLONE_NEWNET).
-  UniqueFd TakeNetns(const Isolation& iso);
+  // Namespaces made ahead for an isolated cell, or an empty set (then clone makes them).
+  NamespaceSet TakeNamespaces(const Isolation& iso);
 
   struct Quarantined {
     std::unique_ptr<Containment> containment;
@@ -186,7 +187,7 @@ class CellHost {
   EventLoop::Token sigchld_token_ = 0;
   uint64_t reaped_total_ = 0;
   uint64_t leftover_killed_total_ = 0;
-  std::unique_ptr<NetnsPool> netns_pool_;  // made at the first isolated cell, if asked for
+  std::unique_ptr<NamespacePool> ns_pool_;  // made at the first isolated cell, if asked for
 };
 
 }  // namespace corral

@@ -220,10 +220,16 @@ std::vector<sock_filter> DefaultSeccompFilter() {
   f.push_back(Jump(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 0, 1));
   f.push_back(Stmt(BPF_RET | BPF_K, kEperm));
 #endif
-  for (const Denied& d : kDenied) {
-    f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(d.nr), 0, 1));
-    f.push_back(Stmt(BPF_RET | BPF_K, kEperm));
+  // One compare per denied call, all jumping to one shared return: loading a filter costs about
+  // 1.3 us an instruction here (checked, converted and JIT-compiled for every cell).
+  constexpr size_t kDeniedCount = std::size(kDenied);
+  static_assert(kDeniedCount < 255, "a jump offset is 8 bits");
+  for (size_t i = 0; i < kDeniedCount; ++i) {
+    auto to_deny = static_cast<uint8_t>(kDeniedCount - i);  // over the rest and the JA below
+    f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, static_cast<uint32_t>(kDenied[i].nr), to_deny, 0));
   }
+  f.push_back(Stmt(BPF_JMP | BPF_JA, 1));
+  f.push_back(Stmt(BPF_RET | BPF_K, kEperm));
   // clone3 passes its flags in memory, which a filter cannot read: ENOSYS makes libc fall back
   // to clone(2), whose flags it can.
   f.push_back(Jump(BPF_JMP | BPF_JEQ | BPF_K, __NR_clone3, 0, 1));
@@ -499,8 +505,10 @@ bool IsolateEnter(const IsolationPlan& plan, const char** what, const char** obj
         break;
     }
   }
-  if (plan.netns_fd >= 0 && setns(plan.netns_fd, CLONE_NEWNET) != 0) {
-    return fail("isolate: setns(prebuilt network namespace)", nullptr);
+  if (plan.net_fd >= 0 && (setns(plan.net_fd, CLONE_NEWNET) != 0 ||
+                           setns(plan.ipc_fd, CLONE_NEWIPC) != 0 ||
+                           setns(plan.uts_fd, CLONE_NEWUTS) != 0)) {
+    return fail("isolate: setns(namespaces made ahead)", nullptr);
   }
   if (plan.lo_up && !LoopbackUp()) return fail("isolate: bring up loopback", "lo");
   // The inherited cwd still points into the old mount, read-only now: enter it again.

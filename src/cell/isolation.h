@@ -16,8 +16,8 @@
 //      system call however many mounts the host has;
 //   3. private tmpfs on /tmp and /dev/shm; --rw binds made writable, --ro binds made read-only
 //      again, --hide covered by an empty read-only tmpfs (directory) or /dev/null (file);
-//   4. a fresh read-only /proc for the new PID namespace; `lo` up (ioctl SIOCSIFFLAGS), or, in
-//      the daemon, setns into a network namespace made ahead with `lo` up (netns_pool.h);
+//   4. a fresh read-only /proc for the new PID namespace; `lo` up (ioctl SIOCSIFFLAGS); in the
+//      daemon, network, IPC and UTS namespaces made ahead are entered instead (ns_pool.h);
 //   5. chdir to the parent's cwd again (the inherited cwd points into the old, now read-only,
 //      mount), the capability bounding set emptied (a root caller's command runs as uid 0 with
 //      no capabilities);
@@ -61,7 +61,9 @@ struct IsolationPlan {
   std::vector<MountOp> mounts;
   std::string chdir_to;  // the parent's cwd: re-entered through the new mount tree
   bool lo_up = false;
-  int netns_fd = -1;  // a prebuilt network namespace (netns_pool.h) entered instead of CLONE_NEWNET
+  // Network (lo up), IPC and UTS namespaces made ahead (ns_pool.h), entered with setns instead
+  // of CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS; -1: none.
+  int net_fd = -1, ipc_fd = -1, uts_fd = -1;
   int cap_last = -1;  // bounding set 0..cap_last dropped; -1: keep
 
   std::vector<sock_filter> seccomp;  // empty: none

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "cell/isolation.h"
+#include "cell/ns_pool.h"
 #include "sys/pidfd.h"
 
 #if defined(__x86_64__)
@@ -201,9 +202,12 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
     auto plan = PrepareIsolation(*req.isolation, req.cwd, req.uid);
     if (!plan.ok()) return plan.error();
     iso = std::move(plan).value();
-    if (req.netns_fd >= 0 && (iso->clone_flags & CLONE_NEWNET) != 0 && !iso->user_ns) {
-      iso->clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNET);
-      iso->netns_fd = req.netns_fd;
+    const NamespaceSet* ns = req.namespaces;
+    if (ns != nullptr && ns->valid() && (iso->clone_flags & CLONE_NEWNET) != 0 && !iso->user_ns) {
+      iso->clone_flags &= ~static_cast<uint64_t>(CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS);
+      iso->net_fd = ns->net.get();
+      iso->ipc_fd = ns->ipc.get();
+      iso->uts_fd = ns->uts.get();
       iso->lo_up = false;  // up already
     }
   }

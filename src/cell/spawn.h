@@ -29,6 +29,7 @@
 namespace corral {
 
 struct Isolation;
+struct NamespaceSet;  // cell/ns_pool.h
 
 struct SpawnRequest {
   std::string path;                // executable, already resolved (see ResolveExecutable)
@@ -49,9 +50,9 @@ struct SpawnRequest {
   // Isolated cell (cell/isolation.h): namespaces added to the clone, set-up steps in the child.
   // nullptr or !enabled: none.
   const Isolation* isolation = nullptr;
-  // A network namespace made ahead (netns_pool.h) that an isolated child of a root host enters
-  // instead of creating its own; -1: CLONE_NEWNET.
-  int netns_fd = -1;
+  // Namespaces made ahead (ns_pool.h) that an isolated child of a root host enters instead of
+  // creating its own; nullptr: clone makes them.
+  const NamespaceSet* namespaces = nullptr;
 };
 
 struct Spawned {

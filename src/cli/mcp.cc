@@ -211,7 +211,7 @@ int Mcp(int argc, char** argv) {
   HostOptions host_options;
   host_options.containment = std::move(config).value();
   host_options.reap_orphans = true;
-  host_options.prebuilt_netns = 2;  // a session's isolated commands skip making a namespace
+  host_options.prebuilt_namespaces = 2;  // a session's isolated commands skip making namespaces
   auto host = CellHost::Create(loop->get(), std::move(host_options));
   if (!host.ok()) {
     std::fprintf(stderr, "corral mcp: %s\n", host.error().message().c_str());

@@ -49,7 +49,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, Supervis
   HostOptions host;
   host.containment = s->options_.containment;
   host.reap_orphans = s->options_.reap_orphans;
-  host.prebuilt_netns = 4;  // isolated runs skip creating a network namespace (0.55 ms here)
+  host.prebuilt_namespaces = 4;  // isolated runs skip creating net/IPC/UTS namespaces (0.55 ms)
   ASSIGN_OR_RETURN(s->host_, CellHost::Create(loop, host));  // also sweeps dead owners' cgroups
   return s;
 }

@@ -201,11 +201,11 @@ def test_disconnect_during_run_cancels_the_cell(daemon, marker):
     assert stats["finished"].get("cancelled") == 1
 
 
-def test_isolated_runs_each_get_a_fresh_network_namespace(daemon):
-    """The daemon enters network namespaces made ahead (cell/netns_pool.h): each isolated run
-    must still get one of its own, with lo up, and the daemon itself must stay in the host's."""
-    host_ns = os.readlink("/proc/self/ns/net")
-    probe = ("readlink /proc/self/ns/net; "
+def test_isolated_runs_each_get_fresh_namespaces(daemon):
+    """The daemon enters namespaces made ahead (cell/ns_pool.h): each isolated run must still
+    get network (lo up), IPC and UTS namespaces of its own, and the daemon stays in the host's."""
+    host_ns = [os.readlink(f"/proc/self/ns/{n}") for n in ("net", "ipc", "uts")]
+    probe = ("echo $(readlink /proc/self/ns/net /proc/self/ns/ipc /proc/self/ns/uts); "
              "grep -c ': ' /proc/net/dev; "  # interfaces: lo only
              "(exec 3<>/dev/tcp/127.0.0.1/1) 2>&1 | grep -o 'Connection refused'; "  # lo is up
              "echo probed")
@@ -221,22 +221,25 @@ def test_isolated_runs_each_get_a_fresh_network_namespace(daemon):
     for cid in ids:
         ns, ifaces, refused, *_ = wait_until(lambda: first_lines(cid), what="isolated cell up")
         assert (ifaces, refused) == ("1", "Connection refused")  # not "Network is unreachable"
-        seen.append(ns)
+        seen.extend(ns.split())
     for cid in ids:  # all at once: each leader is a PID 1 that ignores SIGTERM (grace, then KILL)
         daemon.call("kill", {"id": cid})
     for cid in ids:
         assert daemon.call("wait", {"id": cid})["result"]["state"] == "cancelled"
-    assert len(set(seen)) == len(seen) and host_ns not in seen, seen
-    # The helper thread went home: every thread of the daemon is in the host's namespace, and
+    assert len(seen) == 3 * 8 and len(set(seen)) == len(seen), seen
+    assert not set(host_ns) & set(seen)
+    # The helper thread went home: every thread of the daemon is in the host's namespaces, and
     # a plain run still has the host's network.
     tasks = f"/proc/{daemon.proc.pid}/task"
-    assert {os.readlink(f"{tasks}/{t}/ns/net") for t in os.listdir(tasks)} == {host_ns}
-    r = daemon.call("run", {"shell": "readlink /proc/self/ns/net"})["result"]
-    assert r["stdout"].strip() == host_ns
-    # Namespaces kept ready are few and bounded: 4 ready, and the helper's way home.
+    for t in os.listdir(tasks):
+        assert [os.readlink(f"{tasks}/{t}/ns/{n}") for n in ("net", "ipc", "uts")] == host_ns
+    r = daemon.call("run", {"shell": "echo $(readlink /proc/self/ns/net /proc/self/ns/ipc "
+                                     "/proc/self/ns/uts)"})["result"]
+    assert r["stdout"].split() == host_ns
+    # Namespaces kept ready are few and bounded: 4 sets ready, and the helper's way home.
     held = [fd for fd in os.listdir(f"/proc/{daemon.proc.pid}/fd")
-            if os.readlink(f"/proc/{daemon.proc.pid}/fd/{fd}").startswith("net:[")]
-    assert len(held) <= 5
+            if os.readlink(f"/proc/{daemon.proc.pid}/fd/{fd}").split(":")[0] in ("net", "ipc", "uts")]
+    assert len(held) <= 3 * 5
 
 
 def test_200_concurrent_clients_leave_no_zombie(daemon, marker):
