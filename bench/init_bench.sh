@@ -5,8 +5,17 @@
 #     exit at once and measures how long after the last one is created the init has reaped them
 #     all (bench/init_orphans.c), against tini, dumb-init and a bare signalfd + waitid loop
 #     (bench/init_reaper.c), each built here with cc into a temp dir.
-# Usage: bench/init_bench.sh [ROUNDS]   (env: CORRAL_BIN, default build/corral; needs root for
-# unshare --pid --mount-proc)
+#     Also a baseline whose child leads its own session (`init_reaper -s`), as corral init's and
+#     dumb-init's do: where kernel.sched_autogroup_enabled is 1, a new session is a new scheduling
+#     group, so during the storm the init gets half the CPU and wakes for every few exits instead
+#     of once at the end; that, not the reaping loop, is what separates the rows.
+#     Autogroups apply only to tasks in the root cpu cgroup: in a container (its own cpu cgroup,
+#     where corral init runs as PID 1) they play no part. CONTAINER=1 runs every init of the reap
+#     part in a cpu cgroup of its own, as a container runtime would (the default; CONTAINER=0 runs
+#     them in the caller's cgroup).
+# Usage: bench/init_bench.sh [ROUNDS]   (env: CORRAL_BIN, default build/corral; CONTAINER=0|1 (above);
+# AUTOGROUP=0|1 sets kernel.sched_autogroup_enabled for the reap part and restores it; needs root
+# for unshare --pid --mount-proc)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORRAL=${CORRAL_BIN:-$PWD/build/corral}
@@ -43,19 +52,48 @@ print(f"ratio of added time over /bin/true, corral/tini: {(c-base)/(t-base):.3f}
 PY
 
 echo
+AUTOGROUP_FILE=/proc/sys/kernel/sched_autogroup_enabled
+if [ -n "${AUTOGROUP:-}" ] && [ -w "$AUTOGROUP_FILE" ]; then
+  old_autogroup=$(cat "$AUTOGROUP_FILE")
+  trap 'echo "$old_autogroup" >"$AUTOGROUP_FILE"; rm -rf "$tmp"' EXIT  # (CONTAINER=1 adds rmdir)
+  echo "$AUTOGROUP" >"$AUTOGROUP_FILE"
+fi
 echo "== reap latency: $ORPHANS orphans, each init as PID 1 of a new PID namespace, $ROUNDS rounds =="
 declare -A INITS=(
   [baseline]="$tmp/init_reaper"
+  [baseline-setsid]="$tmp/init_reaper -s"
   [tini]="tini --"
   [dumb-init]="dumb-init"
   [corral]="$CORRAL init --"
 )
-ORDER=(baseline tini dumb-init corral)
+ORDER=(baseline baseline-setsid tini dumb-init corral)
 : >"$tmp/reap.txt"
+CPU_CG=""
+if [ "${CONTAINER:-1}" = 1 ]; then
+  if [ -d /sys/fs/cgroup/cpu ] && [ ! -e /sys/fs/cgroup/cgroup.controllers ]; then
+    CPU_CG=/sys/fs/cgroup/cpu/corral-init-bench  # cgroup v1 cpu controller (hybrid hosts)
+  elif grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+    CPU_CG=/sys/fs/cgroup/corral-init-bench
+  else
+    echo "init_bench: no cpu controller to make a container-like cgroup with" >&2; exit 1
+  fi
+  mkdir "$CPU_CG"
+  trap '[ -n "${old_autogroup:-}" ] && echo "$old_autogroup" >"$AUTOGROUP_FILE"; rmdir "$CPU_CG"; rm -rf "$tmp"' EXIT
+  echo "(every init and its tree in the cpu cgroup $CPU_CG, as in a container)"
+fi
+# One init as PID 1 of a new PID namespace (in the container-like cgroup when there is one).
+run_init() {
+  # shellcheck disable=SC2086
+  if [ -n "$CPU_CG" ]; then
+    (echo "$BASHPID" >"$CPU_CG/cgroup.procs" && exec unshare --pid --fork --mount-proc "$@")
+  else
+    unshare --pid --fork --mount-proc "$@"
+  fi
+}
 for ((i = 0; i < ROUNDS; i++)); do  # interleaved, so drift hits every init alike
   for name in "${ORDER[@]}"; do
     # shellcheck disable=SC2086
-    out=$(unshare --pid --fork --mount-proc ${INITS[$name]} "$tmp/init_orphans" "$ORPHANS")
+    out=$(run_init ${INITS[$name]} "$tmp/init_orphans" "$ORPHANS")
     echo "$name $out" >>"$tmp/reap.txt"
   done
 done
@@ -67,11 +105,15 @@ for line in open(sys.argv[1]):
     rows.setdefault(name, []).append((float(fork_ms), float(drain_ms)))
 med = {k: (statistics.median(f for f, _ in v), statistics.median(d for _, d in v))
        for k, v in rows.items()}
-print(f"{'init':<12}{'create ms':>10}{'drain ms (median)':>19}{'drain max':>11}")
-for k in ["baseline", "tini", "dumb-init", "corral"]:
-    print(f"{k:<12}{med[k][0]:>10.2f}{med[k][1]:>19.3f}{max(d for _, d in rows[k]):>11.3f}")
-b, t = med["baseline"][1], med["tini"][1]
+print(f"{'init':<16}{'create ms':>10}{'drain ms (median)':>19}{'drain max':>11}")
+for k in ["baseline", "baseline-setsid", "tini", "dumb-init", "corral"]:
+    print(f"{k:<16}{med[k][0]:>10.2f}{med[k][1]:>19.3f}{max(d for _, d in rows[k]):>11.3f}")
+b, bs, t = med["baseline"][1], med["baseline-setsid"][1], med["tini"][1]
 c = med["corral"][1]
-print(f"ratio drain corral/baseline: {c/b:.2f}   corral/tini: {c/t:.2f}   "
-      f"(target: no worse than the bare signalfd + waitid loop)")
+print(f"ratio drain corral/baseline: {c/b:.2f}   corral/baseline-setsid: {c/bs:.2f}   "
+      f"corral/tini: {c/t:.2f}   (target: no worse than the bare signalfd + waitid loop)")
+autogroup = open("/proc/sys/kernel/sched_autogroup_enabled").read().strip() \
+    if __import__("os").path.exists("/proc/sys/kernel/sched_autogroup_enabled") else "absent"
+print(f"kernel.sched_autogroup_enabled = {autogroup}: with 1, a child that leads its own session "
+      f"(corral init, dumb-init, baseline-setsid) is its own scheduling group")
 PY
