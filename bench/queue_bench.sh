@@ -16,6 +16,8 @@
 # connection (what a dispatcher embedding the queue does); and the median end-to-end latency of
 # one task (submit to done, 20 runs). tsp runs with TS_SLOTS=${TS_SLOTS:-4} and its own
 # TS_SOCKET / TMPDIR in a temp dir; its server is ended by pid. Everything is cleaned up on exit.
+# And the ceiling of any queue here: N /bin/true by bare posix_spawn + waitpid loops, one per CPU
+# and nothing else (bench/spawn_floor.c, built with cc into the temp dir).
 set -euo pipefail
 PG=""
 if [ "${1:-}" = pg ]; then PG=1; shift; fi
@@ -87,6 +89,7 @@ PY
 }
 
 echo "N=$N /bin/true tasks; host: $(nproc) cores, $(uname -r)"
+cc -O2 -pthread -o "$DIR/spawn_floor" "$(dirname "$0")/spawn_floor.c"
 
 if [ -n "$PG" ]; then
   PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -167,5 +170,8 @@ tsp_lat=$(printf '%s\n' "${lat[@]}" | median)
 echo "tsp latency:       ${tsp_lat} us (median of 20, tsp + tsp -w)"
 : "$first"
 
-awk -v a="$corral_cli" -v r="$corral_rpc" -v t="$tsp_cli" 'BEGIN {
-  printf "ratio corral CLI / tsp CLI: %.2fx; corral JSON-RPC / tsp CLI: %.2fx\n", a / t, r / t }'
+floor=$("$DIR/spawn_floor" "$N")
+echo "ceiling:           $floor /bin/true/s (posix_spawn + waitpid, $(nproc) loops, no queue at all)"
+awk -v a="$corral_cli" -v r="$corral_rpc" -v t="$tsp_cli" -v f="$floor" 'BEGIN {
+  printf "ratio corral CLI / tsp CLI: %.2fx; corral JSON-RPC / tsp CLI: %.2fx\n", a / t, r / t
+  printf "ceiling / tsp CLI: %.2fx (no queue can go past it here); corral JSON-RPC / ceiling: %.2f\n", f / t, r / f }'

@@ -44,8 +44,12 @@ TaskQueue::Reply ReplyWith(UnixServer* server, ReplyTo to) {
   };
 }
 
-void Answer(UnixServer* server, const ReplyTo& to, std::variant<json, Refusal> r) {
-  ReplyWith(server, to)(std::move(r));
+// An answer read from the queue now, sent once what it read is durable (TaskQueue::WhenDurable).
+void Answer(UnixServer* server, TaskQueue* queue, const ReplyTo& to,
+            std::variant<json, Refusal> r) {
+  queue->WhenDurable([reply = ReplyWith(server, to), r = std::move(r)]() mutable {
+    reply(std::move(r));
+  });
 }
 
 }  // namespace
@@ -116,7 +120,7 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
       return;
     }
     Answer(
-        server, call.reply_to,
+        server, queue, call.reply_to,
         queue->List(CallerOf(call), state.value_or(""), group.value_or(""), limit.value_or(1000)));
   });
 
@@ -128,7 +132,7 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
       server->ReplyError(call.reply_to, p.error());
       return;
     }
-    Answer(server, call.reply_to, queue->Get(CallerOf(call), *id));
+    Answer(server, queue, call.reply_to, queue->Get(CallerOf(call), *id));
   });
 
   server->Handle("task_wait", [server, queue, loop](Call call) {
@@ -147,9 +151,9 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
     uint64_t waiter = 0;
     auto refusal = queue->Wait(
         caller, *id,
-        [server, to, timer, loop](json t) {
+        [server, queue, to, timer, loop](json t) {
           if (*timer != 0) loop->CancelTimer(*timer);
-          server->Reply(to, std::move(t));
+          Answer(server, queue, to, std::move(t));
         },
         &waiter);
     if (refusal) {
@@ -162,7 +166,7 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
                               [server, queue, to, task_id, waiter, timer, caller] {
                                 *timer = 0;
                                 queue->Unwait(task_id, waiter);
-                                Answer(server, to, queue->Get(caller, task_id));
+                                Answer(server, queue, to, queue->Get(caller, task_id));
                               });
     }
   });
@@ -206,7 +210,7 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
                          RpcError::InvalidParams("params.stream must be \"stdout\" or \"stderr\""));
       return;
     }
-    Answer(server, call.reply_to,
+    Answer(server, queue, call.reply_to,
            queue->Output(CallerOf(call), *id, attempt.value_or(0), stream && *stream == "stderr",
                          static_cast<uint64_t>(offset.value_or(0)),
                          static_cast<uint64_t>(max_bytes.value_or(kDefaultOutputPage))));
@@ -230,7 +234,7 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
   });
 
   server->Handle("groups", [server, queue](Call call) {
-    server->Reply(call.reply_to, {{"groups", queue->Groups()}});
+    Answer(server, queue, call.reply_to, json{{"groups", queue->Groups()}});
   });
 }
 

@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "supervisor/durable_sync.h"
 #include "supervisor/queue_store_pg.h"
 #include "supervisor/queue_store_common.h"
 #include "sys/clock.h"
@@ -181,9 +182,12 @@ TaskQueue::~TaskQueue() {
     if (p->backoff_timer != 0) loop_->CancelTimer(p->backoff_timer);
   }
   for (auto& [id, token] : blocker_tokens_) loop_->Remove(token);
-  if (in_tx_) {
-    after_commit_.clear();  // nobody is left to answer
-    Commit();
+  if (sync_token_ != 0) loop_->Remove(sync_token_);
+  after_commit_.clear();  // nobody is left to answer
+  durable_waiters_.clear();
+  if (in_tx_) Commit();
+  if (sync_) {
+    if (Status st = sync_->SyncNow(); !st.ok()) Fatal(st.error().message());
   }
 }
 
@@ -197,6 +201,11 @@ Result<std::unique_ptr<TaskQueue>> TaskQueue::Open(EventLoop* loop, Supervisor* 
   }
   TRY(q->Init());
   TRY(q->Recover());
+  if (q->sync_) {
+    // Tasks re-queued by the recovery are durable before anything acts on them.
+    TRY(q->sync_->SyncNow());
+    q->durable_seq_ = q->commit_seq_;
+  }
   TRY(q->LoadPending());
   q->ScheduleFlush();
   return q;
@@ -238,6 +247,17 @@ Status TaskQueue::Init() {
       " PRIMARY KEY(task_id, n));"
       "CREATE INDEX IF NOT EXISTS attempts_state ON attempts(state);"
       "CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, parallel INTEGER NOT NULL);"));
+  // The WAL is fsynced off the loop (durable_sync.h); where its file cannot be opened, every
+  // COMMIT fsyncs instead (synchronous=FULL above).
+  if (auto sync = DurableSync::Start(dir + "/tasks.db-wal"); sync.ok()) {
+    TRY(db_->Exec("PRAGMA synchronous=NORMAL;"));
+    sync_ = std::move(sync).value();
+    ASSIGN_OR_RETURN(sync_token_,
+                     loop_->Add(sync_->event_fd(), EPOLLIN, [this](uint32_t) { OnSynced(); }));
+  } else {
+    std::fprintf(stderr, "corral daemon: task queue: %s; every commit fsyncs on the loop\n",
+                 sync.error().message().c_str());
+  }
   auto& g = db_->Q("SELECT name, parallel FROM groups");
   while (g.Step()) limits_[g.Text(0)] = g.Int(1);
   auto& c = db_->Q("SELECT state, count(*) FROM tasks GROUP BY state");
@@ -361,12 +381,47 @@ bool TaskQueue::Commit() {
   if (in_tx_) {
     db_->MustExec("COMMIT");
     in_tx_ = false;
+    ++commit_seq_;
+    if (!sync_) durable_seq_ = commit_seq_;  // synchronous=FULL: COMMIT fsynced
   }
   // The actions may open a new transaction (and queue more actions): take them first.
   std::vector<std::function<void()>> actions = std::move(after_commit_);
   after_commit_.clear();
-  for (auto& fn : actions) fn();
+  for (auto& fn : actions) durable_waiters_.emplace_back(commit_seq_, std::move(fn));
+  if (durable_seq_ < commit_seq_) {
+    sync_->Request(commit_seq_);
+  } else {
+    RunDurable();
+  }
   return true;
+}
+
+void TaskQueue::WhenDurable(std::function<void()> fn) {
+  if (pg_) return fn();  // PostgreSQL commits before it answers
+  if (in_tx_) {
+    // The read saw this open transaction's writes: it waits for their commit.
+    AfterCommit(std::move(fn));
+    ScheduleFlush();
+    return;
+  }
+  durable_waiters_.emplace_back(commit_seq_, std::move(fn));
+  if (durable_seq_ >= commit_seq_) RunDurable();
+}
+
+void TaskQueue::OnSynced() {
+  std::string error;
+  durable_seq_ = std::max(durable_seq_, sync_->Done(&error));
+  if (!error.empty()) Fatal(error);
+  RunDurable();
+}
+
+void TaskQueue::RunDurable() {
+  // In order: an action may commit again and queue more, which wait for their own sync.
+  while (!durable_waiters_.empty() && durable_waiters_.front().first <= durable_seq_) {
+    std::function<void()> fn = std::move(durable_waiters_.front().second);
+    durable_waiters_.pop_front();
+    fn();
+  }
 }
 
 void TaskQueue::ScheduleFlush() {
@@ -396,7 +451,7 @@ void TaskQueue::Dispatch() {
   // Pick, below the Supervisor's cap (so that every cell starts at once, none waits in its
   // queue), the best ready task of every group that has room: highest priority, then oldest.
   std::vector<int64_t> chosen;
-  size_t busy = sup_->running() + sup_->queued();
+  size_t busy = sup_->running() + sup_->queued() + static_cast<size_t>(starting_);
   while (busy + chosen.size() < sup_->max_running()) {
     const std::pair<int64_t, int64_t>* best = nullptr;
     std::string best_group;
@@ -443,13 +498,18 @@ void TaskQueue::Dispatch() {
         .Run();
     SetTaskState(id, "queued", "running");
   }
-  Commit();
-  for (int64_t id : chosen) {
-    auto it = pending_.find(id);
-    if (it != pending_.end() && it->second->state == "running" && it->second->cell_id.empty()) {
-      StartAttempt(it->second.get());
+  starting_ += static_cast<int64_t>(chosen.size());
+  AfterCommit([this, chosen = std::move(chosen)] {
+    starting_ -= static_cast<int64_t>(chosen.size());
+    for (int64_t id : chosen) {
+      auto it = pending_.find(id);
+      if (it != pending_.end() && it->second->state == "running" && it->second->cell_id.empty()) {
+        StartAttempt(it->second.get());
+      }
     }
-  }
+    if (in_tx_) ScheduleFlush();  // the cells' identities
+  });
+  Commit();
   dispatching_ = false;
   if (in_tx_ || !after_commit_.empty()) ScheduleFlush();
 }

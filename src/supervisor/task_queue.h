@@ -6,15 +6,19 @@
 // Mechanism:
 // - Every state change is committed before it is acted on or acknowledged. Writes go into one
 //   open transaction; a zero-delay loop timer commits it (group commit: every submit, end and
-//   identity of one loop turn share one fsync) and only then runs the actions that depend on it
-//   (answers to callers, waiters). Dispatch commits its "attempt N running" rows synchronously
-//   before it starts any cell. synchronous=FULL: a commit survives power loss, not just SIGKILL.
+//   identity of one loop turn share one commit) and the WAL is fdatasynced by a helper thread
+//   (durable_sync.h) while the loop goes on; only after that sync do the actions that depend on
+//   the commit run (answers to callers, waiters, the cells of "attempt N running" rows). Answers
+//   that only read (tasks, task, task_output, groups) also wait for the sync of what they read.
+//   A commit survives power loss, not just SIGKILL, as with synchronous=FULL (the fallback where
+//   the WAL file cannot be opened).
 // - Only tasks that are not finished live in memory (ready sets per group, ordered by
 //   (-priority, id)); finished ones are read back from the database when asked for.
 // - An attempt's identity is the Supervisor's cell id plus the leader's (pid, starttime) and the
 //   daemon's pid, never a bare PID: a PID alone may name another process by the time anyone looks.
 // - Output: the cell captures stdout/stderr (capped at max_output_bytes per stream); at the end of
-//   the attempt they are written to tasks/t-N/A.stdout and .stderr in the state dir.
+//   the attempt they are written to tasks/t-N.A.stdout and .stderr in the state dir (a stream
+//   with no bytes gets no file).
 //
 // Crash detection that is never wrong: one daemon at a time owns the queue (an flock on
 // tasks.db.lock). So at Open() every attempt still `running` belongs to a daemon that died. Open()
@@ -33,6 +37,7 @@
 
 #include <sys/types.h>
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -52,6 +57,7 @@ struct sqlite3;
 namespace corral {
 
 class PgTaskQueue;
+class DurableSync;
 
 struct TaskQueueOptions {
   std::string state_dir;  // holds tasks.db, tasks.db.lock and tasks/ (attempt output)
@@ -114,6 +120,9 @@ class TaskQueue {
   // parallel 0: no limit for the group.
   void SetGroup(const Caller& caller, const std::string& group, int64_t parallel, Reply reply);
   Json Groups();
+  // Runs fn once everything read so far is durable (at once when it is): answers built from
+  // reads go out through here, so nobody is told of a state a crash could still undo.
+  void WhenDurable(std::function<void()> fn);
 
   // Tasks by state (every state present, 0 when none), for metrics.
   const std::map<std::string, int64_t>& counts() const { return counts_; }
@@ -161,6 +170,8 @@ class TaskQueue {
   void AfterCommit(std::function<void()> fn);
   bool Commit();
   void ScheduleFlush();
+  void OnSynced();
+  void RunDurable();  // the actions whose commit is durable now
 
   void MakeReady(Pending* p);
   void Unready(Pending* p);
@@ -190,6 +201,11 @@ class TaskQueue {
   std::map<std::string, int64_t> counts_;
   std::vector<std::function<void()>> after_commit_;
   bool in_tx_ = false;
+  std::unique_ptr<DurableSync> sync_;  // null: synchronous=FULL, durable when COMMIT returns
+  EventLoop::Token sync_token_ = 0;
+  uint64_t commit_seq_ = 0, durable_seq_ = 0;
+  std::deque<std::pair<uint64_t, std::function<void()>>> durable_waiters_;  // (commit, action)
+  int64_t starting_ = 0;  // dispatched, waiting for their "running" rows to be durable
   EventLoop::Token flush_timer_ = 0;
   EventLoop::Token retry_dispatch_timer_ = 0;
   uint64_t waiter_seq_ = 0;
