@@ -50,6 +50,8 @@ groups (from SO_PEERCRED), and a client that disconnects during `run` cancels it
   --queue KIND         the durable task queue: sqlite (default: STATE-DIR/tasks.db), or a
                        PostgreSQL conninfo (postgres://USER@HOST:PORT/DB) shared by many daemons
   --lease DUR          PostgreSQL: a claimed task's lease, renewed every third (default 30s)
+  --queue-parallel N   queued tasks running at once, all groups (default: 2 per CPU, at least
+                       4; 0: only --max-running); per group: `corral group set G --parallel N`
 
 SIGTERM or SIGINT: stop accepting, cancel every cell, reap, remove the socket, exit 0.
 After a crash (even SIGKILL) the next start tears down the cells the previous one left.
@@ -76,6 +78,7 @@ int Daemon(int argc, char** argv) {
   SupervisorOptions opts;
   int64_t scan_interval_ns = 5 * kNsPerSec;
   int64_t lease_ms = 30000;
+  int64_t queue_parallel = DefaultQueueParallel();
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i], v;
     auto value = [&](std::string* out) {
@@ -103,7 +106,7 @@ int Daemon(int argc, char** argv) {
     if (name != "--socket" && name != "--socket-group" && name != "--metrics" &&
         name != "--state-dir" && name != "--max-running" && name != "--max-queued" &&
         name != "--scan-interval" && name != "--containment" && name != "--queue" &&
-        name != "--lease") {
+        name != "--lease" && name != "--queue-parallel") {
       return Fail("unknown option " + a + " (see `corral daemon --help`)");
     }
     if (!value(&v)) return Fail(a + " needs a value");
@@ -117,6 +120,11 @@ int Daemon(int argc, char** argv) {
       auto d = ParseDurationNs(v);
       if (!d || *d < kNsPerSec) return Fail("--lease: '" + v + "' is not a duration of 1s or more");
       lease_ms = *d / kNsPerMs;
+    }
+    else if (a == "--queue-parallel") {
+      size_t n = 0;
+      if (!count(&n)) return Fail("--queue-parallel: '" + v + "' is not a number");
+      queue_parallel = static_cast<int64_t>(n);
     }
     else if (a == "--max-running") {
       if (!count(&opts.max_running) || opts.max_running == 0) return Fail("--max-running: '" + v + "' is not a positive number");
@@ -158,6 +166,7 @@ int Daemon(int argc, char** argv) {
   TaskQueueOptions queue_opts;
   queue_opts.state_dir = state_dir;
   queue_opts.lease_ms = lease_ms;
+  queue_opts.parallel = queue_parallel;
   if (queue_kind.rfind("postgres://", 0) == 0 || queue_kind.rfind("postgresql://", 0) == 0 ||
       queue_kind.find('=') != std::string::npos) {
     queue_opts.postgres = queue_kind;  // a libpq conninfo: URI or key=value pairs

@@ -268,6 +268,10 @@ void PgTaskQueue::Dispatch() {
   size_t busy = sup_->running() + sup_->queued();
   if (busy >= sup_->max_running()) return;
   int64_t want = std::min<int64_t>(kMaxClaim, static_cast<int64_t>(sup_->max_running() - busy));
+  if (options_.parallel > 0) {
+    want = std::min<int64_t>(want, options_.parallel - static_cast<int64_t>(running_.size()));
+    if (want <= 0) return;
+  }
   // Group limits count committed running rows. Where a limit exists, claims of all daemons are
   // serialized by a transaction-scoped advisory lock and take one task per statement, so that
   // each claim sees the others' (2 more round trips per claim; none without limits).

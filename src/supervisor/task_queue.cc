@@ -3,6 +3,7 @@
 #include "supervisor/task_queue.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/file.h>
@@ -167,6 +168,14 @@ bool TaskQueue::ValidGroup(const std::string& g) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
            c == '-' || c == '.';
   });
+}
+
+int64_t DefaultQueueParallel() {
+  // Short tasks run best a few per CPU: more only queue up in the kernel's run queue and each
+  // cell past the pool of reusable cgroups costs directories of its own (cell/cgroup_pool.h).
+  cpu_set_t set;
+  int cpus = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+  return std::max<int64_t>(4, 2 * static_cast<int64_t>(cpus));
 }
 
 TaskQueue::TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options,
@@ -452,7 +461,10 @@ void TaskQueue::Dispatch() {
   // queue), the best ready task of every group that has room: highest priority, then oldest.
   std::vector<int64_t> chosen;
   size_t busy = sup_->running() + sup_->queued() + static_cast<size_t>(starting_);
-  while (busy + chosen.size() < sup_->max_running()) {
+  int64_t ours = 0;  // this queue's tasks running (or starting), every group
+  for (const auto& [group, n] : running_in_group_) ours += n;
+  while (busy + chosen.size() < sup_->max_running() &&
+         (options_.parallel <= 0 || ours + static_cast<int64_t>(chosen.size()) < options_.parallel)) {
     const std::pair<int64_t, int64_t>* best = nullptr;
     std::string best_group;
     for (auto& [group, set] : ready_) {

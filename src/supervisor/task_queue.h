@@ -65,7 +65,13 @@ struct TaskQueueOptions {
   // daemons (queue_store_pg.h), and every call below is forwarded to PgTaskQueue.
   std::string postgres;
   int64_t lease_ms = 30000;  // PostgreSQL: how long a claim lasts without a heartbeat
+  // Tasks of this daemon running at once, all groups together (below the daemon's own
+  // --max-running); 0: no cap of the queue's own.
+  int64_t parallel = 0;
 };
+
+// The default of `corral daemon --queue-parallel`: 2 per CPU this process may use, at least 4.
+int64_t DefaultQueueParallel();
 
 // What `submit` asks for. spec_json holds the cell params of `run` (argv/shell, cwd, env,
 // timeout_s, limits, ...); it is turned into a CellSpec at each dispatch by the SpecBuilder, with

@@ -170,6 +170,34 @@ def test_group_limit_is_never_exceeded(daemon, tmp):
     assert len(events) == 20 and peak == 2
 
 
+def peak_running(log):
+    events = sorted((int(ts), kind) for kind, ts in (l.split() for l in open(log)))
+    live = peak = 0
+    for _, kind in events:  # 'e' sorts before 's' at equal times: never over-counts
+        live += 1 if kind == "s" else -1
+        peak = max(peak, live)
+    return len(events), peak
+
+
+def test_queue_parallel_caps_all_groups_together(tmp):
+    d = Daemon(extra=["--queue-parallel", "3"])
+    try:
+        log = os.path.join(tmp, "log")
+        script = f"echo s $(date +%s%N) >> {log}; sleep 0.2; echo e $(date +%s%N) >> {log}"
+        ids = [d.call("submit", {"shell": script, "group": f"g{i % 4}"})["result"]["id"]
+               for i in range(12)]
+        # A plain `run` is not a queued task: the cap leaves it alone.
+        assert d.call("run", {"argv": ["/bin/true"]})["result"]["exit_code"] == 0
+        for tid in ids:
+            assert wait_task(d, tid)["state"] == "succeeded"
+        assert peak_running(log) == (24, 3)
+    finally:
+        d.stop()
+    assert d.proc.returncode == 0, d.text()
+    bad = corral("daemon", "--queue-parallel", "-1")
+    assert bad.returncode == 125 and b"--queue-parallel: '-1' is not a number" in bad.stderr
+
+
 def test_priority_then_fifo(daemon, tmp):
     daemon.call("group_set", {"group": "p", "parallel": 1})
     log = os.path.join(tmp, "log")
