@@ -50,6 +50,11 @@ class CgroupCell : public Containment {
   // A pool slot is joined through cgroup.procs (see cgroup_pool.h on CLONE_INTO_CGROUP).
   int clone_into_fd() const override { return slot_ ? -1 : dirs().v2_fd(); }
   std::vector<int> join_fds() const override { return dirs().join_fds(slot_ != nullptr); }
+  void OnSpawned(pid_t leader) override {
+    Containment::OnSpawned(leader);
+    // A pool slot keeps its files for the next cell; a cell's own directories need few now.
+    if (own_) own_->CloseUntilNeeded();
+  }
 
   std::vector<pid_t> Members() override { return dirs().Members(); }
 

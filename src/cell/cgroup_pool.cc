@@ -139,13 +139,7 @@ Status CgroupDirs::Open(bool join_v2) {
     if (join_v2) {
       ASSIGN_OR_RETURN(v2_procs_, OpenAt(d, "cgroup.procs", O_WRONLY));
     }
-    cpu_stat_ = OpenOptionalAt(d, "cpu.stat", O_RDONLY);
-    if (mode_ == ContainmentMode::kCgroup2) {
-      memory_peak_ = OpenOptionalAt(d, "memory.peak", O_RDONLY);
-      memory_events_ = OpenOptionalAt(d, "memory.events", O_RDONLY);
-      pids_peak_ = OpenOptionalAt(d, "pids.peak", O_RDONLY);
-      pids_events_ = OpenOptionalAt(d, "pids.events", O_RDONLY);
-    }
+    TRY(OpenV2Stats());
   }
   TRY(OpenPids());
   TRY(OpenMemory());
@@ -156,6 +150,43 @@ Status CgroupDirs::Open(bool join_v2) {
     cpuacct_usage_ = OpenOptionalAt(d.get(), "cpuacct.usage", O_RDONLY);
   }
   return Ok();
+}
+
+Status CgroupDirs::OpenV2Stats() {
+  if (!v2_dir_) return Ok();
+  int d = v2_dir_.get();
+  cpu_stat_ = OpenOptionalAt(d, "cpu.stat", O_RDONLY);
+  if (mode_ == ContainmentMode::kCgroup2) {
+    memory_peak_ = OpenOptionalAt(d, "memory.peak", O_RDONLY);
+    memory_events_ = OpenOptionalAt(d, "memory.events", O_RDONLY);
+    pids_peak_ = OpenOptionalAt(d, "pids.peak", O_RDONLY);
+    pids_events_ = OpenOptionalAt(d, "pids.events", O_RDONLY);
+  }
+  return Ok();
+}
+
+void CgroupDirs::CloseUntilNeeded() {
+  for (UniqueFd* fd : {&v2_procs_, &cpu_stat_, &pids_procs_, &pids_peak_, &pids_events_,
+                       &memory_procs_, &memory_peak_, &memory_usage_, &memory_events_,
+                       &cpuacct_procs_, &cpuacct_stat_, &cpuacct_usage_}) {
+    fd->reset();
+  }
+  stats_closed_ = true;
+}
+
+void CgroupDirs::EnsureStats() {
+  if (!stats_closed_) return;
+  stats_closed_ = false;
+  // Best effort: a counter that cannot be opened reads as unknown, as a missing file does.
+  (void)OpenV2Stats();
+  (void)OpenPids();
+  (void)OpenMemory();
+  if (!cpuacct_.empty()) {
+    if (auto d = OpenFile(cpuacct_, O_PATH | O_DIRECTORY); d.ok()) {
+      cpuacct_stat_ = OpenOptionalAt(d->get(), "cpuacct.stat", O_RDONLY);
+      cpuacct_usage_ = OpenOptionalAt(d->get(), "cpuacct.usage", O_RDONLY);
+    }
+  }
 }
 
 Status CgroupDirs::OpenPids() {
@@ -250,6 +281,7 @@ bool CgroupDirs::Kill() {
 }
 
 CgroupCounters CgroupDirs::ReadCounters() {
+  EnsureStats();
   CgroupCounters c;
   c.peak_memory_bytes = ReadNumberFd(memory_peak_.get());
   c.pids_peak = ReadNumberFd(pids_peak_.get());
@@ -260,6 +292,7 @@ CgroupCounters CgroupDirs::ReadCounters() {
 }
 
 void CgroupDirs::ReadCpu(CgroupCounters* c) {
+  EnsureStats();
   char buf[512];
   if (auto text = ReadSmall(cpu_stat_.get(), buf)) {
     c->cpu_usage_usec = KeyedValue(*text, "usage_usec");
@@ -276,6 +309,7 @@ void CgroupDirs::ReadCpu(CgroupCounters* c) {
 }
 
 std::optional<uint64_t> CgroupDirs::CpuUsageUsec() {
+  EnsureStats();
   if (cpu_stat_) return ReadKeyedFd(cpu_stat_.get(), "usage_usec");
   if (auto ns = ReadNumberFd(cpuacct_usage_.get())) return *ns / 1000;
   return std::nullopt;
@@ -283,7 +317,10 @@ std::optional<uint64_t> CgroupDirs::CpuUsageUsec() {
 
 std::optional<uint64_t> CgroupDirs::PidsCurrent() { return ReadNumberFd(pids_current_.get()); }
 
-std::optional<uint64_t> CgroupDirs::MemoryUsage() { return ReadNumberFd(memory_usage_.get()); }
+std::optional<uint64_t> CgroupDirs::MemoryUsage() {
+  EnsureStats();
+  return ReadNumberFd(memory_usage_.get());
+}
 
 Status CgroupDirs::ResetMemoryPeak() {
   if (!memory_peak_) return Ok();

@@ -108,10 +108,17 @@ class CgroupDirs {
   std::optional<uint64_t> PidsCurrent();
   std::optional<uint64_t> MemoryUsage();
   Status ResetMemoryPeak();  // v1 memory.max_usage_in_bytes := current usage
+  // Closes what a running cell does not need (the cgroup.procs files it joined through, the
+  // counters it reads once at the end): a cell of its own directories then holds 2 fds of them
+  // (the directory, cgroup.events) instead of 11, so a daemon's fd limit bounds cells later.
+  // Reads reopen what they need.
+  void CloseUntilNeeded();
 
  private:
   Status OpenPids();
   Status OpenMemory();
+  Status OpenV2Stats();
+  void EnsureStats();  // reopens after CloseUntilNeeded()
 
   ContainmentMode mode_;
   std::string v2_, pids_, memory_, cpuacct_;
@@ -119,6 +126,7 @@ class CgroupDirs {
   UniqueFd pids_procs_, pids_peak_, pids_events_, pids_current_;
   UniqueFd memory_procs_, memory_peak_, memory_usage_, memory_events_;
   UniqueFd cpuacct_procs_, cpuacct_stat_, cpuacct_usage_;
+  bool stats_closed_ = false;
 };
 
 // A claimed slot: its directories (the v2 directory fd holds the lock) and the counters read at
