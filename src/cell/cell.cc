@@ -226,6 +226,11 @@ void Cell::Launch() {
   pidfd_ = std::move(spawned->pidfd);
   result_.spawn_s = static_cast<double>(MonotonicNs() - start_ns_) / 1e9;
   containment_->OnSpawned(leader_pid_);
+  if (namespaces.valid()) {
+    // Held so that its teardown runs on the pool's thread, not in the leader's exit.
+    std::string ns = "/proc/" + std::to_string(leader_pid_) + "/ns/mnt";
+    mnt_ns_.reset(open(ns.c_str(), O_RDONLY | O_CLOEXEC));
+  }
 
   auto tok = loop_->Add(pidfd_.get(), EPOLLIN, [this](uint32_t) { OnLeaderReadable(); });
   if (tok.ok()) pidfd_token_ = tok.value();
@@ -618,8 +623,10 @@ void CellHost::CellDone(Cell* cell) {
   }
   Cell::DoneCallback cb = std::move(owned->on_done_);
   CellResult result = std::move(owned->result_);
+  UniqueFd mnt_ns = std::move(owned->mnt_ns_);
   owned.reset();
   if (cb) cb(result);
+  if (mnt_ns && ns_pool_) ns_pool_->Release(std::move(mnt_ns));
 }
 
 void CellHost::Quarantine(std::unique_ptr<Containment> c, UniqueFd pidfd, size_t stuck) {

@@ -101,6 +101,7 @@ class Cell {
   int64_t start_ns_ = 0;
   pid_t leader_pid_ = -1;
   UniqueFd pidfd_;
+  UniqueFd mnt_ns_;  // an isolated cell's mount namespace, let go off the loop (ns_pool.h)
   EventLoop::Token pidfd_token_ = 0;
   bool leader_reaped_ = false;
   bool leader_lost_ = false;  // reaped by someone else: status unknown

@@ -75,6 +75,16 @@ NamespaceSet NamespacePool::Take() {
   return out;
 }
 
+void NamespacePool::Release(UniqueFd fd) {
+  if (!fd) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!helper_.joinable()) return;  // no helper (never started): close here
+    to_close_.push_back(std::move(fd));
+  }
+  wake_.notify_one();
+}
+
 void NamespacePool::Fill() {
   Home home;
   Status opened = [&]() -> Status {
@@ -85,8 +95,16 @@ void NamespacePool::Fill() {
   }();
   std::unique_lock<std::mutex> lock(mu_);
   if (!opened.ok()) broken_ = true;
-  while (!stop_ && !broken_) {
-    if (static_cast<int>(ready_.size()) >= depth_) {
+  while (!stop_) {
+    if (!to_close_.empty()) {
+      std::vector<UniqueFd> closing = std::move(to_close_);
+      to_close_.clear();
+      lock.unlock();
+      closing.clear();  // the namespaces' teardown runs here
+      lock.lock();
+      continue;
+    }
+    if (broken_ || static_cast<int>(ready_.size()) >= depth_) {
       wake_.wait(lock);
       continue;
     }
@@ -98,7 +116,7 @@ void NamespacePool::Fill() {
       std::fprintf(stderr, "corral: namespaces made ahead are off: %s\n",
                    set.error().message().c_str());
       broken_ = true;
-      break;
+      continue;
     }
     ready_.push_back(std::move(set).value());
   }

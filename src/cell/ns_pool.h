@@ -11,6 +11,11 @@
 // the pool's fds are closed right after the spawn, so the namespaces end with the cell's last
 // process, as ones made by clone would. Nothing a cell did in them can be seen by another.
 //
+// Let go behind, too: the last reference to a mount namespace is dropped with its umounts and an
+// RCU grace period (0.15-0.25 ms here). Left to the cell's exit, that delays the leader's exit
+// notification, so the host holds the cell's mount namespace by an fd and hands it to Release()
+// when the cell is done: the helper thread closes it, off the path of any call.
+//
 // Only for a root host (setns into namespaces owned by the initial user namespace needs
 // CAP_SYS_ADMIN there); a host that cannot build a set (no CONFIG_NET_NS, EPERM) stops trying
 // and every Take() is empty, so cells fall back to clone's flags and their error messages.
@@ -42,6 +47,8 @@ class NamespacePool {
   // A ready set, or an empty one when none is ready: the caller then creates the namespaces
   // the slow way. Never blocks on the helper.
   NamespaceSet Take();
+  // Closes fd on the helper thread (a namespace whose teardown should not run on the caller's).
+  void Release(UniqueFd fd);
 
  private:
   void Fill();
@@ -50,6 +57,7 @@ class NamespacePool {
   std::mutex mu_;
   std::condition_variable wake_;
   std::vector<NamespaceSet> ready_;
+  std::vector<UniqueFd> to_close_;
   bool stop_ = false;
   bool broken_ = false;  // building one failed: no more tries
   std::thread helper_;
