@@ -19,7 +19,7 @@ namespace {
 constexpr size_t kMaxFinished = 1000;  // results kept for wait/output after a cell ends
 constexpr double kPidHeadroom = 0.9;   // refuse new cells past 90 % of a pid limit
 constexpr double kFdHeadroom = 0.9;
-constexpr size_t kFdsPerCell = 8;      // pidfd, 2 pipes, cgroup fds, client socket
+constexpr size_t kFdsPerCell = 6;  // pidfd, 2 pipes, cgroup dir + cgroup.events, client socket
 
 std::optional<uint64_t> ReadU64(const std::string& path) {
   auto r = ReadSmallFile(path, 64);
