@@ -194,6 +194,7 @@ void Cell::Launch() {
   req.argv = spec_.argv;
   req.cwd = spec_.cwd;
   req.cgroup_dir_fd = containment_->clone_into_fd();
+  req.cgroup_procs_fallback_fd = containment_->cgroup_procs_fallback_fd();
   req.join_fds = containment_->join_fds();
   req.cpu_limit_s =
       spec_.limits.cpu_s > 0 ? static_cast<unsigned long>(std::ceil(spec_.limits.cpu_s)) : 0;
@@ -222,6 +223,7 @@ void Cell::Launch() {
     int code = why.exec_failed ? (spawned.error().code() == ENOENT ? 127 : 126) : 125;
     return FailToStart(code, spawned.error().message());
   }
+  if (spawned->clone_into_refused) containment_->OnCloneIntoRefused();
   leader_pid_ = spawned->pid;
   pidfd_ = std::move(spawned->pidfd);
   result_.spawn_s = static_cast<double>(MonotonicNs() - start_ns_) / 1e9;

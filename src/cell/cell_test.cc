@@ -484,6 +484,40 @@ TEST_P(CellTest, DeadOwnersSlotIsSweptAndLiveOwnersSlotIsNot) {
   EXPECT_EQ(st->status.signal(), SIGKILL);
 }
 
+// Slots that another owner wrote cgroup.kill to and could not remove (it crashed): Linux 6.18
+// kills a child cloned into such a cgroup at birth. The spawn must notice, clone again joining
+// through cgroup.procs, and the cell run as if nothing happened, in a pool slot.
+TEST_P(CellTest, SlotsKilledByACrashedOwnerStillTakeCells) {
+  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  auto other = ChooseContainment(GetParam());
+  ASSERT_TRUE(other.ok());
+  std::vector<std::unique_ptr<PoolSlot>> slots;
+  while (auto slot = other->pool->Claim()) slots.push_back(std::move(slot));
+  ASSERT_FALSE(slots.empty());
+  for (auto& slot : slots) {
+    EXPECT_TRUE(slot->dirs.Kill());  // an empty cgroup: only its kill sequence changes
+    other->pool->Drop(std::move(slot), /*remove=*/false);
+  }
+  other = Error::Msg("gone");
+  // A new owner (as the next `corral run` would be) takes them.
+  auto mine = ChooseContainment(GetParam());
+  ASSERT_TRUE(mine.ok());
+  auto loop = EventLoop::Create();
+  ASSERT_TRUE(loop.ok());
+  HostOptions opts;
+  opts.containment = mine.value();
+  auto host = CellHost::Create(loop->get(), opts);
+  ASSERT_TRUE(host.ok()) << host.error().message();
+  for (int i = 0; i < 3; ++i) {
+    CellSpec s = Spec({});
+    s.argv = {"/bin/cat", "/proc/self/cgroup"};
+    CellResult r = RunCellSync(host->get(), s);
+    ASSERT_EQ(r.state, CellState::kExited) << DumpJson(ResultToJson(r));
+    EXPECT_EQ(r.exit_code, 0);
+    EXPECT_NE(V2PathIn(r.stdout_data).find("/pool/"), std::string::npos) << r.stdout_data;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, CellTest,
                          ::testing::Values(ContainmentMode::kCgroup1, ContainmentMode::kCgroup2,
                                            ContainmentMode::kPgroup),

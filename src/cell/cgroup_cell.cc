@@ -47,9 +47,17 @@ class CgroupCell : public Containment {
   }
 
   ContainmentMode mode() const override { return mode_; }
-  // A pool slot is joined through cgroup.procs (see cgroup_pool.h on CLONE_INTO_CGROUP).
-  int clone_into_fd() const override { return slot_ ? -1 : dirs().v2_fd(); }
-  std::vector<int> join_fds() const override { return dirs().join_fds(slot_ != nullptr); }
+  // A slot known to refuse CLONE_INTO_CGROUP is joined through cgroup.procs (cgroup_pool.h).
+  int clone_into_fd() const override { return slot_ && slot_->killed ? -1 : dirs().v2_fd(); }
+  std::vector<int> join_fds() const override {
+    return dirs().join_fds(slot_ != nullptr && slot_->killed);
+  }
+  int cgroup_procs_fallback_fd() const override {
+    return slot_ && !slot_->killed ? slot_->dirs.v2_procs_fd() : -1;
+  }
+  void OnCloneIntoRefused() override {
+    if (slot_) slot_->killed = true;
+  }
   void OnSpawned(pid_t leader) override {
     Containment::OnSpawned(leader);
     // A pool slot keeps its files for the next cell; a cell's own directories need few now.
@@ -62,7 +70,10 @@ class CgroupCell : public Containment {
     for (pid_t pid : Members()) kill(pid, sig);
   }
 
-  void KillAll() override { dirs().Kill(); }
+  void KillAll() override {
+    // cgroup.kill on a slot: later children cloned into it would die at birth (cgroup_pool.h).
+    if (dirs().Kill() && slot_) slot_->killed = true;
+  }
 
   bool Populated() override { return dirs().Populated(); }
 

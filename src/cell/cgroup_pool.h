@@ -32,11 +32,17 @@
 //     CPU (a fresh memcg is off by one batch too); otherwise the memory directory is recreated.
 //     Counters that only grow (cpu.stat, pids.events max, memory.oom_control oom_kill) are read at
 //     claim and the cell reports the difference.
-// A reused slot's cgroup2 directory is joined by the child writing cgroup.procs, not with
-// CLONE_INTO_CGROUP: Linux 6.18 (seen here) SIGKILLs every child cloned into a cgroup that
-// cgroup.kill was ever written to (the fork compares the target's kill sequence with that of the
-// parent's cgroup), and a slot's tree may have been killed by any earlier owner. The child joins
-// before exec, as it joins the v1 hierarchies, so nothing of the tree runs outside the slot.
+// Joining. A slot's cgroup2 directory is entered with CLONE_INTO_CGROUP, as a fresh one is, and the
+// v1 directories through their `tasks` files: neither takes the global cgroup_threadgroup_rwsem,
+// whose write side (any write to cgroup.procs) waits for an RCU grace period when no migration
+// happened lately, 1-16 ms here, which a lone `corral run` met every time. But Linux 6.18 (seen
+// here) SIGKILLs at birth every child cloned into a cgroup that cgroup.kill was ever written to
+// (the fork compares the target's kill sequence with that of the parent's cgroup). So a slot
+// whose tree was killed with cgroup.kill is marked `killed` and made afresh at its holder's next
+// Claim; and a slot killed by someone who could not remove it (a crashed
+// owner, the sweeper) is found out by the spawn itself: the child dies before running its first
+// instruction, the spawn reaps it and clones again with the child joining through cgroup.procs
+// (spawn.h, cgroup_procs_fallback_fd), and the slot is marked `killed` from then on.
 //
 // Where this cannot be done exactly the pool is off (nullptr) and every cell gets its own
 // directories: cgroup1 without a cgroup2 mount (no anchor, cpuacct cannot be baselined cheaply)
@@ -84,6 +90,7 @@ class CgroupDirs {
   int v2_fd() const { return v2_dir_.get(); }
   void set_v2_fd(UniqueFd fd) { v2_dir_ = std::move(fd); }
   int events_fd() const { return events_.get(); }
+  int v2_procs_fd() const { return v2_procs_.get(); }
   // cgroup.procs files the child writes itself into before exec; with `v2`, the cgroup2 one too
   // (for a reused directory, which CLONE_INTO_CGROUP cannot target safely: see the file comment).
   std::vector<int> join_fds(bool v2) const;
@@ -137,6 +144,9 @@ struct PoolSlot {
   CgroupCounters base;
   bool opened = false;          // files open (else only the anchor is, locked)
   bool counters_known = false;  // base holds the slot's current counters (else read at claim)
+  // cgroup.kill was written to it (by its cells, or found so by a spawn): it is not cloned into
+  // again, and its holder makes it afresh (removed, created, locked anew) at its next Claim.
+  bool killed = false;
   PoolSlot(const ContainmentConfig& config, int i);
 };
 

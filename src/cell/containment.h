@@ -88,6 +88,11 @@ class Containment {
   virtual int clone_into_fd() const { return -1; }
   virtual std::vector<int> join_fds() const { return {}; }
   virtual void OnSpawned(pid_t leader) { leader_ = leader; }
+  // cgroup.procs of the clone_into_fd() directory, for a child the kernel kills when cloned into
+  // it (see cgroup_pool.h); -1: none.
+  virtual int cgroup_procs_fallback_fd() const { return -1; }
+  // The spawn had to use it: that directory must not be cloned into again.
+  virtual void OnCloneIntoRefused() {}
 
   // Live (non-zombie) processes of the tree.
   virtual std::vector<pid_t> Members() = 0;

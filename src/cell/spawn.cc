@@ -83,12 +83,16 @@ struct ChildArgs {
   const IsolationPlan* iso;
   const char* iso_what;
   const char* iso_object;
+  // Set by the child's first instruction: still false after the clone returns, the child was
+  // killed before it ran (a CLONE_INTO_CGROUP target that had cgroup.kill written).
+  volatile bool started;
 };
 
 // Runs in the child, on its own stack, sharing the parent's memory: async-signal-safe system
 // calls only, no allocation, no locks. Returns only on failure (after recording why).
 int ChildMain(void* p) {
   auto* a = static_cast<ChildArgs*>(p);
+  a->started = true;
   const SpawnRequest& r = *a->req;
   auto fail = [a](Stage s) {
     a->stage = s;
@@ -196,6 +200,7 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
   std::vector<gid_t> groups(req.groups.begin(), req.groups.end());
   std::vector<int> join_fds = req.join_fds;
   UniqueFd unified_procs;  // fallback: the child writes itself into the cgroup2 directory
+  bool clone_into_refused = false;
 
   std::unique_ptr<IsolationPlan> iso;
   if (req.isolation != nullptr && req.isolation->enabled) {
@@ -245,6 +250,19 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
     args.join_fds = join_fds.data();
     args.njoin = join_fds.size();
     pid = corral_clone3(&ca, sizeof ca, ChildMain, &args);
+    if (pid > 0 && (ca.flags & kCloneIntoCgroup) != 0 && !args.started &&
+        req.cgroup_procs_fallback_fd >= 0) {
+      // Killed at birth: reap it, and clone again with the child joining through cgroup.procs.
+      UniqueFd dead(pidfd);
+      (void)WaitPidfd(dead.get(), 0);
+      ca.flags &= ~kCloneIntoCgroup;
+      ca.cgroup = 0;
+      join_fds.push_back(req.cgroup_procs_fallback_fd);
+      args.join_fds = join_fds.data();
+      args.njoin = join_fds.size();
+      clone_into_refused = true;
+      pid = corral_clone3(&ca, sizeof ca, ChildMain, &args);
+    }
     if (pid == -ENOSYS || pid == -E2BIG ||
         (pid == -EINVAL && req.cgroup_dir_fd >= 0 && ns_flags == 0)) {
       g_mechanism = Mechanism::kClone;  // this kernel cannot: fall back, once and for all
@@ -285,6 +303,7 @@ Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {
   Spawned out;
   out.pid = static_cast<pid_t>(pid);
   out.pidfd.reset(pidfd);
+  out.clone_into_refused = clone_into_refused;
   if (args.stage != Stage::kNone) {
     // The child has already exited (the vfork wake-up came from its exit): reap it.
     (void)WaitPidfd(out.pidfd.get(), 0);

@@ -40,6 +40,10 @@ struct SpawnRequest {
   int stdout_fd = 1;
   int stderr_fd = 2;
   int cgroup_dir_fd = -1;          // cgroup2 directory for CLONE_INTO_CGROUP; -1: none
+  // That directory's cgroup.procs, joined through instead when the kernel kills a child cloned
+  // into it at birth (Linux 6.18 does so for a directory cgroup.kill was ever written to: see
+  // cell/cgroup_pool.h); -1: none, such a spawn fails.
+  int cgroup_procs_fallback_fd = -1;
   std::vector<int> join_fds;       // cgroup.procs files (v1 or fallback) the child writes "0" to
   bool new_session = true;         // setsid(): own session and process group
   unsigned long cpu_limit_s = 0;   // RLIMIT_CPU for the child (0: unlimited)
@@ -58,6 +62,7 @@ struct SpawnRequest {
 struct Spawned {
   pid_t pid = -1;
   UniqueFd pidfd;
+  bool clone_into_refused = false;  // the child had to join through cgroup_procs_fallback_fd
 };
 
 // Which mechanism this process uses, for `corral doctor`.
