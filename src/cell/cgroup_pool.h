@@ -27,9 +27,10 @@
 //   - its own measurements: v1 pids.peak cannot be reset, so a slot is reused as is only while its
 //     pids.peak is at most 1 (then the next cell's peak, which is at least 1, is exact); otherwise
 //     the pids directory is recreated. memory.max_usage_in_bytes is reset by writing 0, which sets
-//     it to the current usage: the slot is reused only while that usage (page cache left charged
-//     by the previous cell, per-CPU charge batches) is at most the per-CPU charge batch of every
-//     CPU (a fresh memcg is off by one batch too); otherwise the memory directory is recreated.
+//     it to the current usage: the slot is reused only while that usage (page cache and kernel
+//     objects left charged by earlier cells, per-CPU charge batches) is at most two per-CPU charge
+//     batches of every CPU (a fresh memcg is off by one batch); otherwise the memory directory is
+//     recreated. So a peak is exact to 2 x 64 pages per CPU (1 MiB on 2 CPUs).
 //     Counters that only grow (cpu.stat, pids.events max, memory.oom_control oom_kill) are read at
 //     claim and the cell reports the difference.
 // Joining. A slot's cgroup2 directory is entered with CLONE_INTO_CGROUP, as a fresh one is, and the
