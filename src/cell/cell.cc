@@ -128,8 +128,7 @@ Status Cell::SetUpStdio(int* in_fd, int* out_fd, int* err_fd, UniqueFd* in_keep)
   switch (spec_.stdin_mode) {
     case StdinMode::kInherit: *in_fd = 0; break;
     case StdinMode::kNull: {
-      ASSIGN_OR_RETURN(*in_keep, OpenFile("/dev/null", O_RDONLY));
-      *in_fd = in_keep->get();
+      ASSIGN_OR_RETURN(*in_fd, host_->DevNull());
       break;
     }
     case StdinMode::kFile: {
@@ -148,11 +147,13 @@ Status Cell::SetUpStdio(int* in_fd, int* out_fd, int* err_fd, UniqueFd* in_keep)
       break;
     }
   }
-  ASSIGN_OR_RETURN(Pipe o, MakePipe(O_NONBLOCK));
-  ASSIGN_OR_RETURN(Pipe e, MakePipe(O_NONBLOCK));
-  // The child's ends must block: most programs do not expect EAGAIN on stdout.
-  TRY(SetNonBlocking(o.write.get(), false));
-  TRY(SetNonBlocking(e.write.get(), false));
+  // Our read ends never block the loop; the child's write ends must block (most programs do not
+  // expect EAGAIN on stdout). F_SETFL of a fresh read end: no F_GETFL needed.
+  ASSIGN_OR_RETURN(Pipe o, MakePipe());
+  ASSIGN_OR_RETURN(Pipe e, MakePipe());
+  for (int fd : {o.read.get(), e.read.get()}) {
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) != 0) return Error::FromErrno("fcntl(O_NONBLOCK)", "pipe");
+  }
   stdout_.fd = std::move(o.read);
   stderr_.fd = std::move(e.read);
   if (spec_.output == OutputMode::kStream) {
@@ -561,6 +562,13 @@ void Cell::Finish() {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+Result<int> CellHost::DevNull() {
+  if (!dev_null_) {
+    ASSIGN_OR_RETURN(dev_null_, OpenFile("/dev/null", O_RDONLY));
+  }
+  return dev_null_.get();
+}
 
 NamespaceSet CellHost::TakeNamespaces(const Isolation& iso) {
   if (!iso.enabled || iso.net != NetMode::kNone || options_.prebuilt_namespaces <= 0 ||

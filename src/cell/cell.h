@@ -170,6 +170,8 @@ class CellHost {
   void CellDone(Cell* cell);
   void Quarantine(std::unique_ptr<Containment> c, UniqueFd pidfd, size_t stuck);
   void RetryQuarantine();
+  // /dev/null for every cell's stdin, opened once (two system calls less a cell).
+  Result<int> DevNull();
   // Namespaces made ahead for an isolated cell, or an empty set (then clone makes them).
   NamespaceSet TakeNamespaces(const Isolation& iso);
 
@@ -188,6 +190,7 @@ class CellHost {
   EventLoop::Token sigchld_token_ = 0;
   uint64_t reaped_total_ = 0;
   uint64_t leftover_killed_total_ = 0;
+  UniqueFd dev_null_;
   std::unique_ptr<NamespacePool> ns_pool_;  // made at the first isolated cell, if asked for
 };
 
