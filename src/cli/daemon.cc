@@ -52,6 +52,8 @@ groups (from SO_PEERCRED), and a client that disconnects during `run` cancels it
   --lease DUR          PostgreSQL: a claimed task's lease, renewed every third (default 30s)
   --queue-parallel N   queued tasks running at once, all groups (default: 2 per CPU, at least
                        4; 0: only --max-running); per group: `corral group set G --parallel N`
+  --retain DUR         remove finished tasks, their attempts and output files DUR after they
+                       ended (e.g. 7d; default: keep them; SQLite queue only)
 
 SIGTERM or SIGINT: stop accepting, cancel every cell, reap, remove the socket, exit 0.
 After a crash (even SIGKILL) the next start tears down the cells the previous one left.
@@ -79,6 +81,7 @@ int Daemon(int argc, char** argv) {
   int64_t scan_interval_ns = 5 * kNsPerSec;
   int64_t lease_ms = 30000;
   int64_t queue_parallel = DefaultQueueParallel();
+  int64_t retain_ms = 0;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i], v;
     auto value = [&](std::string* out) {
@@ -106,7 +109,7 @@ int Daemon(int argc, char** argv) {
     if (name != "--socket" && name != "--socket-group" && name != "--metrics" &&
         name != "--state-dir" && name != "--max-running" && name != "--max-queued" &&
         name != "--scan-interval" && name != "--containment" && name != "--queue" &&
-        name != "--lease" && name != "--queue-parallel") {
+        name != "--lease" && name != "--queue-parallel" && name != "--retain") {
       return Fail("unknown option " + a + " (see `corral daemon --help`)");
     }
     if (!value(&v)) return Fail(a + " needs a value");
@@ -120,6 +123,11 @@ int Daemon(int argc, char** argv) {
       auto d = ParseDurationNs(v);
       if (!d || *d < kNsPerSec) return Fail("--lease: '" + v + "' is not a duration of 1s or more");
       lease_ms = *d / kNsPerMs;
+    }
+    else if (a == "--retain") {
+      auto d = ParseDurationNs(v);
+      if (!d || *d < kNsPerSec) return Fail("--retain: '" + v + "' is not a duration of 1s or more");
+      retain_ms = *d / kNsPerMs;
     }
     else if (a == "--queue-parallel") {
       size_t n = 0;
@@ -167,9 +175,11 @@ int Daemon(int argc, char** argv) {
   queue_opts.state_dir = state_dir;
   queue_opts.lease_ms = lease_ms;
   queue_opts.parallel = queue_parallel;
+  queue_opts.retention_ms = retain_ms;
   if (queue_kind.rfind("postgres://", 0) == 0 || queue_kind.rfind("postgresql://", 0) == 0 ||
       queue_kind.find('=') != std::string::npos) {
     queue_opts.postgres = queue_kind;  // a libpq conninfo: URI or key=value pairs
+    if (retain_ms > 0) return Fail("--retain works with the SQLite queue only, not with PostgreSQL");
   } else if (queue_kind != "sqlite") {
     return Fail("--queue: '" + queue_kind + "' is neither sqlite nor a PostgreSQL conninfo "
                 "(postgres://USER@HOST:PORT/DB or 'host=... dbname=...')");

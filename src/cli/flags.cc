@@ -21,6 +21,7 @@ std::optional<int64_t> ParseDurationNs(const std::string& s) {
   else if (unit == "ms") scale = 1e6;
   else if (unit == "m") scale = 60e9;
   else if (unit == "h") scale = 3600e9;
+  else if (unit == "d") scale = 86400e9;
   else return std::nullopt;
   double ns = v * scale;
   if (ns > 9e18) return std::nullopt;

@@ -187,6 +187,7 @@ TaskQueue::TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options,
 TaskQueue::~TaskQueue() {
   if (flush_timer_ != 0) loop_->CancelTimer(flush_timer_);
   if (retry_dispatch_timer_ != 0) loop_->CancelTimer(retry_dispatch_timer_);
+  if (prune_timer_ != 0) loop_->CancelTimer(prune_timer_);
   for (auto& [id, p] : pending_) {
     if (p->backoff_timer != 0) loop_->CancelTimer(p->backoff_timer);
   }
@@ -217,6 +218,7 @@ Result<std::unique_ptr<TaskQueue>> TaskQueue::Open(EventLoop* loop, Supervisor* 
   }
   TRY(q->LoadPending());
   q->ScheduleFlush();
+  if (q->options_.retention_ms > 0) q->Prune();
   return q;
 }
 
@@ -442,6 +444,50 @@ void TaskQueue::ScheduleFlush() {
     Dispatch();
     Commit();
   });
+}
+
+void TaskQueue::Prune() {
+  prune_timer_ = 0;
+  constexpr int kBatch = 500;  // a bounded turn of the loop, however much has expired
+  int64_t cutoff = NowMs() - options_.retention_ms;
+  struct Gone {
+    int64_t id;
+    std::string state;
+  };
+  std::vector<Gone> gone;
+  auto& q = db_->Q(
+      "SELECT id, state FROM tasks WHERE state IN ('succeeded', 'failed', 'timed_out', 'crashed',"
+      " 'cancelled') AND updated_ms < ?1 ORDER BY updated_ms LIMIT ?2");
+  q.Bind(1, cutoff).Bind(2, kBatch);
+  while (q.Step()) gone.push_back({q.Int(0), q.Text(1)});
+  if (!gone.empty()) {
+    std::vector<std::string> files;
+    Tx();
+    for (const Gone& g : gone) {
+      auto& a = db_->Q("SELECT stdout_path, stderr_path FROM attempts WHERE task_id = ?1");
+      a.Bind(1, g.id);
+      while (a.Step()) {
+        for (int col : {0, 1}) {
+          if (!a.Null(col) && !a.Text(col).empty()) files.push_back(a.Text(col));
+        }
+      }
+      db_->Q("DELETE FROM attempts WHERE task_id = ?1").Bind(1, g.id).Run();
+      db_->Q("DELETE FROM tasks WHERE id = ?1").Bind(1, g.id).Run();
+      if (--counts_[g.state] >= 0 && on_count) on_count(g.state, counts_[g.state]);
+    }
+    // The files go once the rows are durably gone: a crash in between leaves files, not rows
+    // pointing at nothing.
+    AfterCommit([files = std::move(files)] {
+      for (const std::string& f : files) unlink(f.c_str());
+    });
+    ScheduleFlush();
+  }
+  // A full batch: more may have expired, go on soon. Otherwise look again in a tenth of the
+  // retention (between 1 s and 1 h).
+  int64_t next_ms = static_cast<int64_t>(gone.size()) == kBatch
+                        ? 10
+                        : std::clamp<int64_t>(options_.retention_ms / 10, 1000, 3600 * 1000);
+  prune_timer_ = loop_->AddTimer(MonotonicNs() + next_ms * kNsPerMs, [this] { Prune(); });
 }
 
 void TaskQueue::MakeReady(Pending* p) {

@@ -68,6 +68,9 @@ struct TaskQueueOptions {
   // Tasks of this daemon running at once, all groups together (below the daemon's own
   // --max-running); 0: no cap of the queue's own.
   int64_t parallel = 0;
+  // Finished tasks, their attempts and output files are removed this long after they ended;
+  // 0: kept until removed by hand. SQLite queue only.
+  int64_t retention_ms = 0;
 };
 
 // The default of `corral daemon --queue-parallel`: 2 per CPU this process may use, at least 4.
@@ -177,6 +180,7 @@ class TaskQueue {
   bool Commit();
   void ScheduleFlush();
   void OnSynced();
+  void Prune();  // removes finished tasks past the retention, a bounded batch a turn
   void RunDurable();  // the actions whose commit is durable now
 
   void MakeReady(Pending* p);
@@ -214,6 +218,7 @@ class TaskQueue {
   int64_t starting_ = 0;  // dispatched, waiting for their "running" rows to be durable
   EventLoop::Token flush_timer_ = 0;
   EventLoop::Token retry_dispatch_timer_ = 0;
+  EventLoop::Token prune_timer_ = 0;
   uint64_t waiter_seq_ = 0;
   int recovered_crashed_ = 0;
   bool dispatching_ = false;

@@ -344,3 +344,31 @@ def test_bad_input_gets_clear_errors(daemon):
     e = daemon.call("retry", {"id": blocker})["error"]
     assert "has not finished" in e["message"]
     assert daemon.call("cancel", {"id": blocker})["result"]["state"] == "cancelled"
+
+
+def test_retain_removes_finished_tasks_and_their_output_files():
+    d = Daemon(extra=["--retain", "2s"])
+    try:
+        done = d.call("submit", {"shell": "echo kept-for-2s; echo err >&2"})["result"]["id"]
+        assert wait_task(d, done)["state"] == "succeeded"
+        out = d.call("task_output", {"id": done})["result"]
+        assert out["data"] == "kept-for-2s\n"
+        files = [os.path.join(d.state, "tasks", f) for f in os.listdir(os.path.join(d.state, "tasks"))
+                 if f.startswith(done + ".")]
+        assert len(files) == 2, files  # stdout and stderr, the only streams with bytes
+        # A task still running when the others expire is not touched.
+        live = d.call("submit", {"argv": ["/bin/sleep", "30"]})["result"]["id"]
+        wait_until(lambda: task(d, live)["state"] == "running", what="long task running")
+        gone = wait_until(lambda: "error" in d.call("task", {"id": done}), timeout=15,
+                          what="finished task removed after --retain")
+        assert gone
+        assert not any(os.path.exists(f) for f in files)
+        counts = d.call("tasks", {})["result"]["counts"]
+        assert counts["succeeded"] == 0 and counts["running"] == 1
+        assert task(d, live)["state"] == "running"
+        assert d.call("cancel", {"id": live})["result"]["state"] == "cancelled"
+    finally:
+        d.stop()
+    assert d.proc.returncode == 0, d.text()
+    bad = corral("daemon", "--retain", "soon")
+    assert bad.returncode == 125 and b"--retain: 'soon' is not a duration" in bad.stderr
