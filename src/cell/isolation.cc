@@ -260,10 +260,12 @@ Result<std::unique_ptr<IsolationPlan>> PrepareIsolation(const Isolation& iso,
   auto plan = std::make_unique<IsolationPlan>();
   char here[PATH_MAX];
   if (getcwd(here, sizeof here) == nullptr) return Error::FromErrno("getcwd");
-  plan->chdir_to = here;
   std::string cell_cwd = cwd.empty()     ? std::string(here)
                          : cwd[0] == '/' ? cwd
                                          : std::string(here) + "/" + cwd;
+  // Re-entered through the new mount tree: the cell's directory, not ours (a daemon started
+  // from a directory under the host's /tmp must still run cells elsewhere).
+  plan->chdir_to = cell_cwd;
 
   plan->clone_flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
   if (iso.net == NetMode::kNone) {

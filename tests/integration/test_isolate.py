@@ -187,6 +187,17 @@ def test_leader_is_pid_1_with_its_semantics():
     assert r.returncode == 124 and time.monotonic() - start < 3
 
 
+def test_caller_under_tmp_can_still_run_a_cell_elsewhere():
+    # The private /tmp hides a caller's own directory under the host's /tmp (a daemon started
+    # there, a checkout there): the cell's working directory is what must exist inside.
+    here = tempfile.mkdtemp(prefix="corral-iso-caller-", dir="/tmp")
+    try:
+        rc, out, err = iso("--isolate", "--cwd", "/var/tmp", "--", "/bin/pwd", cwd=here)
+        assert (rc, out) == (0, ["/var/tmp"]), err
+    finally:
+        os.rmdir(here)
+
+
 def test_unavailable_or_wrong_part_fails_125_with_reason(workdir):
     rc, _, err = iso("--isolate", "--rw", "/nonexistent-corral-path", "--", "/bin/true")
     assert rc == 125 and "--rw" in err and "No such file" in err
