@@ -141,8 +141,39 @@ long ReadLong(const char* path, long fallback) {
 }
 
 int LandlockAbi() {
-  long v = syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
-  return v < 0 ? 0 : static_cast<int>(v);
+  static const int abi = [] {
+    long v = syscall(SYS_landlock_create_ruleset, nullptr, 0, LANDLOCK_CREATE_RULESET_VERSION);
+    return v < 0 ? 0 : static_cast<int>(v);
+  }();
+  return abi;
+}
+
+// On a file only file rights apply.
+uint64_t RuleAccess(uint64_t access, bool is_dir) {
+  return is_dir ? access : access & (LANDLOCK_ACCESS_FS_WRITE_FILE | kLandlockTruncate);
+}
+
+// The device nodes a tool writes to (not /dev as a whole, where a root caller's command could
+// otherwise open a disk for writing), opened O_PATH once per process: they are the same inodes
+// inside every cell, and each opened by the child cost it 4 system calls (about 40 us for all).
+struct DeviceRule {
+  const char* path;
+  UniqueFd fd;  // invalid: absent on this host (no /dev/tty in a container): no rule
+  bool is_dir = false;
+};
+std::vector<DeviceRule>& DeviceRules() {
+  static std::vector<DeviceRule>* rules = [] {
+    auto* v = new std::vector<DeviceRule>;
+    for (const char* d : {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts",
+                          "/dev/ptmx", "/dev/random", "/dev/urandom"}) {
+      DeviceRule r{d, UniqueFd(open(d, O_PATH | O_CLOEXEC))};
+      struct stat st;
+      r.is_dir = r.fd && fstat(r.fd.get(), &st) == 0 && S_ISDIR(st.st_mode);
+      v->push_back(std::move(r));
+    }
+    return v;
+  }();
+  return *rules;
 }
 
 // The write-class rights of a Landlock ABI: reads and execution stay as the mounts allow, so
@@ -348,7 +379,7 @@ Result<std::unique_ptr<IsolationPlan>> PrepareIsolation(const Isolation& iso,
   }
   plan->mounts.push_back({K::kProc, "/proc"});
 
-  long cap_last = ReadLong("/proc/sys/kernel/cap_last_cap", CAP_LAST_CAP);
+  static const long cap_last = ReadLong("/proc/sys/kernel/cap_last_cap", CAP_LAST_CAP);
   plan->cap_last = static_cast<int>(cap_last);
 
   if (iso.seccomp) plan->seccomp = DefaultSeccompFilter();
@@ -362,12 +393,18 @@ Result<std::unique_ptr<IsolationPlan>> PrepareIsolation(const Isolation& iso,
       plan->landlock_handled = all;
       plan->landlock_rules.push_back({"/tmp", all});
       plan->landlock_rules.push_back({"/dev/shm", all});
-      for (const std::string& r : rw) plan->landlock_rules.push_back({r, all});
-      // Device nodes a tool writes to; not /dev as a whole, where a root caller's command could
-      // otherwise open a disk for writing.
-      for (const char* d : {"/dev/null", "/dev/zero", "/dev/full", "/dev/tty", "/dev/pts",
-                            "/dev/ptmx", "/dev/random", "/dev/urandom"}) {
-        plan->landlock_rules.push_back({d, dev});
+      // A --rw path is bind-mounted onto itself in the child: the same inode, so the rule can
+      // name it by an fd opened here.
+      for (const std::string& r : rw) {
+        UniqueFd fd(open(r.c_str(), O_PATH | O_CLOEXEC));
+        if (!fd) return Error::FromErrno("open", r).Wrap("--rw (Landlock rule)");
+        struct stat st;
+        bool is_dir = fstat(fd.get(), &st) == 0 && S_ISDIR(st.st_mode);
+        plan->landlock_rules.push_back({r, RuleAccess(all, is_dir), fd.get()});
+        plan->landlock_fds.push_back(std::move(fd));
+      }
+      for (const DeviceRule& d : DeviceRules()) {
+        if (d.fd) plan->landlock_rules.push_back({d.path, RuleAccess(dev, d.is_dir), d.fd.get()});
       }
     }
   }
@@ -541,19 +578,18 @@ bool IsolateLockDown(const IsolationPlan& plan, const char** what, const char** 
     int rs = static_cast<int>(syscall(SYS_landlock_create_ruleset, &attr, sizeof attr, 0));
     if (rs < 0) return fail("isolate: landlock_create_ruleset", nullptr);
     for (const IsolationPlan::LandlockRule& r : plan.landlock_rules) {
-      int fd = open(r.path.c_str(), O_PATH | O_CLOEXEC);
-      if (fd < 0) continue;  // e.g. no /dev/tty device on this host: nothing to allow
+      int fd = r.fd >= 0 ? r.fd : open(r.path.c_str(), O_PATH | O_CLOEXEC);
+      if (fd < 0) continue;
       landlock_path_beneath_attr pb;
       pb.allowed_access = r.access;
       pb.parent_fd = fd;
       struct stat st;
-      if (fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode)) {
-        // On a file only file rights apply.
-        pb.allowed_access &= LANDLOCK_ACCESS_FS_WRITE_FILE | kLandlockTruncate;
+      if (r.fd < 0 && fstat(fd, &st) == 0 && !S_ISDIR(st.st_mode)) {
+        pb.allowed_access = RuleAccess(r.access, false);
       }
       long rc = syscall(SYS_landlock_add_rule, rs, LANDLOCK_RULE_PATH_BENEATH, &pb, 0);
       int e = errno;
-      close(fd);
+      if (r.fd < 0) close(fd);
       if (rc != 0) {
         close(rs);
         errno = e;

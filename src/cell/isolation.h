@@ -43,6 +43,7 @@
 
 #include "cell/spec.h"
 #include "sys/error.h"
+#include "sys/fd.h"
 
 namespace corral {
 
@@ -73,8 +74,13 @@ struct IsolationPlan {
   struct LandlockRule {
     std::string path;
     uint64_t access;
+    // An O_PATH fd of `path` opened by the parent (the child adds the rule without opening
+    // anything; `access` already fits a file or a directory), or -1: the child opens `path`
+    // itself after its mounts (the private /tmp and /dev/shm do not exist before).
+    int fd = -1;
   };
   std::vector<LandlockRule> landlock_rules;
+  std::vector<UniqueFd> landlock_fds;  // the per-plan fds above (--rw paths)
 };
 
 // Builds the plan for a spec: resolves and checks every path (absolute, existing, not under the
