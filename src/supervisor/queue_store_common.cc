@@ -56,6 +56,44 @@ std::string AttemptOutputPath(const std::string& state_dir, int64_t id, int64_t 
          (err ? ".stderr" : ".stdout");
 }
 
+nlohmann::json FinishedOutputPage(const std::string& path, int64_t total_bytes, bool truncated,
+                                  uint64_t offset, uint64_t max_bytes) {
+  std::string data;
+  uint64_t size = 0;
+  if (!path.empty()) {
+    auto fd = OpenFile(path, O_RDONLY | O_CLOEXEC);
+    struct stat sb;
+    if (fd.ok() && fstat(fd->get(), &sb) == 0) {
+      size = static_cast<uint64_t>(sb.st_size);
+      offset = std::min(offset, size);
+      data.resize(std::min<uint64_t>(max_bytes, size - offset));
+      ssize_t got = pread(fd->get(), data.data(), data.size(), static_cast<off_t>(offset));
+      data.resize(got > 0 ? static_cast<size_t>(got) : 0);
+    }
+  }
+  offset = std::min(offset, size);
+  return {{"data", data},
+          {"offset", offset},
+          {"next_offset", offset + data.size()},
+          {"total_bytes", total_bytes},
+          {"truncated", truncated},
+          {"done", true}};
+}
+
+std::optional<Refusal> CheckGroupSet(const Caller& caller, const std::string& group,
+                                     bool valid_name) {
+  if (!valid_name) {
+    return Refusal{Refusal::kBadInput, "params.group: '" + group +
+                                           "' is not a group name (1 to 64 of A-Z a-z 0-9 _ - .)"};
+  }
+  if (!caller.root() && caller.uid != geteuid()) {
+    return Refusal{Refusal::kNotAllowed,
+                   "only root or the daemon's own user may set group limits: they apply to "
+                   "every user's tasks"};
+  }
+  return std::nullopt;
+}
+
 void WriteAttemptOutput(const std::string& state_dir, int64_t id, int64_t n, const CellResult& r,
                         std::string* out_path, std::string* err_path) {
   // Only streams that produced bytes get a file (an empty one reads back the same without it),

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 
 #include "supervisor/supervisor.h"
@@ -22,10 +24,19 @@ std::string AttemptOutcome(const CellResult& r, bool cancel_requested);
 // The delay before attempt n+1 after attempt n failed: backoff * 2^(n-1), at most 1 h.
 int64_t RetryDelayMs(int64_t backoff_ms, int64_t n);
 
-// Writes an attempt's captured output to STATE/tasks/t-ID/N.stdout and .stderr (nothing when the
-// cell failed to start and said nothing); *out_path / *err_path get the files written, "" if not.
+// Writes an attempt's captured output to STATE/tasks/t-ID.N.stdout and .stderr, each only if the
+// stream produced bytes; *out_path / *err_path get the files written, "" if not.
 void WriteAttemptOutput(const std::string& state_dir, int64_t id, int64_t n, const CellResult& r,
                         std::string* out_path, std::string* err_path);
 std::string AttemptOutputPath(const std::string& state_dir, int64_t id, int64_t n, bool err);
+
+// The page [offset, offset + max_bytes) of a finished attempt's output file ("": none kept) as
+// the fields of a `task_output` answer: data, offset, next_offset, total_bytes, truncated, done.
+nlohmann::json FinishedOutputPage(const std::string& path, int64_t total_bytes, bool truncated,
+                                  uint64_t offset, uint64_t max_bytes);
+
+// Why `group set` must be refused (a bad name, a caller who may not), or nothing.
+std::optional<Refusal> CheckGroupSet(const Caller& caller, const std::string& group,
+                                     bool valid_name);
 
 }  // namespace corral::queue

@@ -825,43 +825,20 @@ std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::Output(const Caller& calle
   }
   // The files live on the host whose daemon ran the attempt; elsewhere they read as empty.
   int col = stderr_stream ? 3 : 2;
-  std::string path = q.Null(0, col) ? "" : q.Text(0, col);
-  int64_t total = q.Null(0, col + 2) ? 0 : q.Int(0, col + 2);
-  bool truncated = !q.Null(0, col + 4) && q.Int(0, col + 4) != 0;
-  std::string data;
-  uint64_t size = 0;
-  if (!path.empty() && q.Text(0, 8).rfind(daemon_prefix_, 0) == 0) {
-    auto fd = OpenFile(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd.ok() && fstat(fd->get(), &sb) == 0) {
-      size = static_cast<uint64_t>(sb.st_size);
-      offset = std::min(offset, size);
-      data.resize(std::min<uint64_t>(max_bytes, size - offset));
-      ssize_t got = pread(fd->get(), data.data(), data.size(), static_cast<off_t>(offset));
-      data.resize(got > 0 ? static_cast<size_t>(got) : 0);
-    }
-  }
-  offset = std::min(offset, size);
-  out.update({{"data", data},
-              {"offset", offset},
-              {"next_offset", offset + data.size()},
-              {"total_bytes", total},
-              {"truncated", truncated},
-              {"done", true}});
+  // Output files are on the host of the daemon that ran the attempt: read only our own.
+  std::string path = q.Null(0, col) || q.Text(0, 8).rfind(daemon_prefix_, 0) != 0
+                         ? std::string()
+                         : q.Text(0, col);
+  out.update(queue::FinishedOutputPage(path, q.Null(0, col + 2) ? 0 : q.Int(0, col + 2),
+                                      !q.Null(0, col + 4) && q.Int(0, col + 4) != 0, offset,
+                                      max_bytes));
   return out;
 }
 
 void PgTaskQueue::SetGroup(const Caller& caller, const std::string& group, int64_t parallel,
                            Reply reply) {
-  if (!TaskQueue::ValidGroup(group)) {
-    return reply(Refusal{Refusal::kBadInput, "params.group: '" + group +
-                                                 "' is not a group name (1 to 64 of A-Z a-z 0-9 "
-                                                 "_ - .)"});
-  }
-  if (!caller.root() && caller.uid != geteuid()) {
-    return reply(Refusal{Refusal::kNotAllowed,
-                         "only root or the daemon's own user may set group "
-                         "limits: they apply to every user's tasks"});
+  if (auto why = queue::CheckGroupSet(caller, group, TaskQueue::ValidGroup(group))) {
+    return reply(*why);
   }
   PgRes r = db_->Exec(
       "INSERT INTO groups (name, parallel) VALUES ($1, $2)"

@@ -1087,45 +1087,15 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
     return out;
   }
   int col = stderr_stream ? 3 : 2;
-  std::string path = q.Text(col);
-  int64_t total = q.Null(col + 2) ? 0 : q.Int(col + 2);
-  bool truncated = !q.Null(col + 4) && q.Int(col + 4) != 0;
-  std::string data;
-  uint64_t size = 0;
-  if (!path.empty()) {
-    auto fd = OpenFile(path, O_RDONLY | O_CLOEXEC);
-    struct stat sb;
-    if (fd.ok() && fstat(fd->get(), &sb) == 0) {
-      size = static_cast<uint64_t>(sb.st_size);
-      offset = std::min(offset, size);
-      data.resize(std::min<uint64_t>(max_bytes, size - offset));
-      ssize_t got = pread(fd->get(), data.data(), data.size(), static_cast<off_t>(offset));
-      data.resize(got > 0 ? static_cast<size_t>(got) : 0);
-    }
-  }
-  offset = std::min(offset, size);
-  out.update({{"data", data},
-              {"offset", offset},
-              {"next_offset", offset + data.size()},
-              {"total_bytes", total},
-              {"truncated", truncated},
-              {"done", true}});
+  out.update(queue::FinishedOutputPage(q.Text(col), q.Null(col + 2) ? 0 : q.Int(col + 2),
+                                      !q.Null(col + 4) && q.Int(col + 4) != 0, offset, max_bytes));
   return out;
 }
 
 void TaskQueue::SetGroup(const Caller& caller, const std::string& group, int64_t parallel,
                          Reply reply) {
   if (pg_) return pg_->SetGroup(caller, group, parallel, std::move(reply));
-  if (!ValidGroup(group)) {
-    return reply(Refusal{Refusal::kBadInput, "params.group: '" + group +
-                                                 "' is not a group name (1 to 64 of A-Z a-z 0-9 "
-                                                 "_ - .)"});
-  }
-  if (!caller.root() && caller.uid != geteuid()) {
-    return reply(Refusal{Refusal::kNotAllowed,
-                         "only root or the daemon's own user may set group "
-                         "limits: they apply to every user's tasks"});
-  }
+  if (auto why = queue::CheckGroupSet(caller, group, ValidGroup(group))) return reply(*why);
   Tx();
   db_->Q("INSERT INTO groups (name, parallel) VALUES (?1, ?2) "
          "ON CONFLICT(name) DO UPDATE SET parallel = excluded.parallel")
