@@ -80,6 +80,29 @@ nlohmann::json FinishedOutputPage(const std::string& path, int64_t total_bytes, 
           {"done", true}};
 }
 
+nlohmann::json RunningOutputPage(Supervisor* sup, const std::string& cell, bool stderr_stream,
+                                 uint64_t offset, uint64_t max_bytes) {
+  if (!cell.empty()) {
+    auto chunk = sup->Output(Caller{}, cell, stderr_stream, offset, max_bytes);
+    if (auto* c = std::get_if<Supervisor::OutputChunk>(&chunk)) {
+      return {{"data", c->data},
+              {"offset", c->offset},
+              {"next_offset", c->next_offset},
+              {"total_bytes", c->total_bytes},
+              {"truncated", c->truncated},
+              {"done", false}};
+    }
+  }
+  return {{"data", ""},       {"offset", offset},    {"next_offset", offset},
+          {"total_bytes", 0}, {"truncated", false}, {"done", false}};
+}
+
+nlohmann::json NoAttemptYet(bool task_done) {
+  return {{"data", ""},       {"offset", 0},        {"next_offset", 0},
+          {"total_bytes", 0}, {"truncated", false}, {"done", false},
+          {"attempt", 0},     {"task_done", task_done}};
+}
+
 std::optional<Refusal> CheckGroupSet(const Caller& caller, const std::string& group,
                                      bool valid_name) {
   if (!valid_name) {

@@ -35,6 +35,13 @@ std::string AttemptOutputPath(const std::string& state_dir, int64_t id, int64_t 
 nlohmann::json FinishedOutputPage(const std::string& path, int64_t total_bytes, bool truncated,
                                   uint64_t offset, uint64_t max_bytes);
 
+// A running attempt's page: live from its cell when this daemon runs it (`cell` not empty), else
+// empty; done is false either way.
+nlohmann::json RunningOutputPage(Supervisor* sup, const std::string& cell, bool stderr_stream,
+                                 uint64_t offset, uint64_t max_bytes);
+// The `task_output` answer for a task with no attempt yet.
+nlohmann::json NoAttemptYet(bool task_done);
+
 // Why `group set` must be refused (a bad name, a caller who may not), or nothing.
 std::optional<Refusal> CheckGroupSet(const Caller& caller, const std::string& group,
                                      bool valid_name);

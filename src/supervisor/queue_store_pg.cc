@@ -786,11 +786,7 @@ std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::Output(const Caller& calle
   if (attempt == 0) {
     PgRes m = db_->Exec("SELECT coalesce(max(n), 0) FROM attempts WHERE task_id = $1", {P(n)});
     attempt = m.ok() && m.rows() == 1 ? m.Int(0, 0) : 0;
-    if (attempt == 0) {
-      return Json{{"data", ""},       {"offset", 0},           {"next_offset", 0},
-                  {"total_bytes", 0}, {"truncated", false},    {"done", false},
-                  {"attempt", 0},     {"task_done", task_done}};
-    }
+    if (attempt == 0) return queue::NoAttemptYet(task_done);
   }
   PgRes q = db_->Exec(
       "SELECT state, cell_id, stdout_path, stderr_path, stdout_bytes, stderr_bytes,"
@@ -803,24 +799,8 @@ std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::Output(const Caller& calle
   if (q.Text(0, 0) == "running") {
     auto run = running_.find(n);
     std::string cell = q.Text(0, 1);
-    if (run != running_.end() && run->second->cell_id == cell && !cell.empty()) {
-      auto chunk = sup_->Output(Caller{}, cell, stderr_stream, offset, max_bytes);
-      if (auto* c = std::get_if<Supervisor::OutputChunk>(&chunk)) {
-        out.update({{"data", c->data},
-                    {"offset", c->offset},
-                    {"next_offset", c->next_offset},
-                    {"total_bytes", c->total_bytes},
-                    {"truncated", c->truncated},
-                    {"done", false}});
-        return out;
-      }
-    }
-    out.update({{"data", ""},
-                {"offset", offset},
-                {"next_offset", offset},
-                {"total_bytes", 0},
-                {"truncated", false},
-                {"done", false}});
+    bool ours = run != running_.end() && run->second->cell_id == cell;
+    out.update(queue::RunningOutputPage(sup_, ours ? cell : "", stderr_stream, offset, max_bytes));
     return out;
   }
   // The files live on the host whose daemon ran the attempt; elsewhere they read as empty.

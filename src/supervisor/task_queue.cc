@@ -1050,11 +1050,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
     auto& m = db_->Q("SELECT coalesce(max(n), 0) FROM attempts WHERE task_id = ?1");
     m.Bind(1, *n);
     attempt = m.Step() ? m.Int(0) : 0;
-    if (attempt == 0) {
-      return Json{{"data", ""},       {"offset", 0},           {"next_offset", 0},
-                  {"total_bytes", 0}, {"truncated", false},    {"done", false},
-                  {"attempt", 0},     {"task_done", task_done}};
-    }
+    if (attempt == 0) return queue::NoAttemptYet(task_done);
   }
   auto& q = db_->Q(
       "SELECT state, cell_id, stdout_path, stderr_path, stdout_bytes, stderr_bytes,"
@@ -1066,24 +1062,8 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
   Json out = {{"attempt", attempt}, {"task_done", task_done}};
   if (q.Text(0) == "running") {
     std::string cell = q.Text(1);
-    if (p != nullptr && p->cell_id == cell && !cell.empty()) {
-      auto chunk = sup_->Output(Caller{}, cell, stderr_stream, offset, max_bytes);
-      if (auto* c = std::get_if<Supervisor::OutputChunk>(&chunk)) {
-        out.update({{"data", c->data},
-                    {"offset", c->offset},
-                    {"next_offset", c->next_offset},
-                    {"total_bytes", c->total_bytes},
-                    {"truncated", c->truncated},
-                    {"done", false}});
-        return out;
-      }
-    }
-    out.update({{"data", ""},
-                {"offset", offset},
-                {"next_offset", offset},
-                {"total_bytes", 0},
-                {"truncated", false},
-                {"done", false}});
+    bool ours = p != nullptr && p->cell_id == cell;
+    out.update(queue::RunningOutputPage(sup_, ours ? cell : "", stderr_stream, offset, max_bytes));
     return out;
   }
   int col = stderr_stream ? 3 : 2;
