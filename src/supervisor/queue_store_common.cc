@@ -2,6 +2,7 @@
 #include "supervisor/queue_store_common.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -101,6 +102,24 @@ nlohmann::json NoAttemptYet(bool task_done) {
   return {{"data", ""},       {"offset", 0},        {"next_offset", 0},
           {"total_bytes", 0}, {"truncated", false}, {"done", false},
           {"attempt", 0},     {"task_done", task_done}};
+}
+
+Result<UniqueFd> LockStateDir(const std::string& dir, const std::string& lock_name) {
+  for (const std::string& d : {dir, dir + "/tasks"}) {
+    if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
+      return Error::FromErrno("mkdir", d).Wrap("task queue state dir");
+    }
+  }
+  std::string lock = dir + "/" + lock_name;
+  ASSIGN_OR_RETURN(UniqueFd fd, OpenFile(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+    if (errno == EWOULDBLOCK) {
+      return Error::Msg("another corral daemon already uses the state dir " + dir + " (its lock " +
+                        lock + " is held); give this one another --state-dir");
+    }
+    return Error::FromErrno("flock", lock);
+  }
+  return fd;
 }
 
 std::optional<Refusal> CheckGroupSet(const Caller& caller, const std::string& group,

@@ -9,6 +9,8 @@
 #include <string>
 
 #include "supervisor/supervisor.h"
+#include "sys/error.h"
+#include "sys/fd.h"
 
 namespace corral::queue {
 
@@ -41,6 +43,10 @@ nlohmann::json RunningOutputPage(Supervisor* sup, const std::string& cell, bool 
                                  uint64_t offset, uint64_t max_bytes);
 // The `task_output` answer for a task with no attempt yet.
 nlohmann::json NoAttemptYet(bool task_done);
+
+// Makes STATE and STATE/tasks, and takes STATE/lock_name (flock, held by the returned fd): one
+// daemon per state dir, its cells and output files its own.
+Result<UniqueFd> LockStateDir(const std::string& state_dir, const std::string& lock_name);
 
 // Why `group set` must be refused (a bad name, a caller who may not), or nothing.
 std::optional<Refusal> CheckGroupSet(const Caller& caller, const std::string& group,

@@ -170,21 +170,8 @@ Result<std::unique_ptr<PgTaskQueue>> PgTaskQueue::Open(EventLoop* loop, Supervis
 
 Status PgTaskQueue::Init() {
   const std::string& dir = options_.state_dir;
-  for (const std::string& d : {dir, dir + "/tasks"}) {
-    if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
-      return Error::FromErrno("mkdir", d).Wrap("task queue state dir");
-    }
-  }
   // One daemon per state dir: its cells, its output files and its daemon id prefix are its own.
-  std::string lock = dir + "/tasks.pg.lock";
-  ASSIGN_OR_RETURN(lock_fd_, OpenFile(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
-      return Error::Msg("another corral daemon already uses the state dir " + dir + " (its lock " +
-                        lock + " is held); give this one another --state-dir");
-    }
-    return Error::FromErrno("flock", lock);
-  }
+  ASSIGN_OR_RETURN(lock_fd_, queue::LockStateDir(dir, "tasks.pg.lock"));
   ASSIGN_OR_RETURN(db_, Conn::Open(options_.postgres));
   char host[256] = "?";
   gethostname(host, sizeof host - 1);

@@ -224,20 +224,7 @@ Result<std::unique_ptr<TaskQueue>> TaskQueue::Open(EventLoop* loop, Supervisor* 
 
 Status TaskQueue::Init() {
   const std::string& dir = options_.state_dir;
-  for (const std::string& d : {dir, dir + "/tasks"}) {
-    if (mkdir(d.c_str(), 0700) != 0 && errno != EEXIST) {
-      return Error::FromErrno("mkdir", d).Wrap("task queue state dir");
-    }
-  }
-  std::string lock = dir + "/tasks.db.lock";
-  ASSIGN_OR_RETURN(lock_fd_, OpenFile(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600));
-  if (flock(lock_fd_.get(), LOCK_EX | LOCK_NB) != 0) {
-    if (errno == EWOULDBLOCK) {
-      return Error::Msg("another corral daemon already owns the task queue in " + dir +
-                        " (its lock " + lock + " is held); give this one another --state-dir");
-    }
-    return Error::FromErrno("flock", lock);
-  }
+  ASSIGN_OR_RETURN(lock_fd_, queue::LockStateDir(dir, "tasks.db.lock"));
   ASSIGN_OR_RETURN(db_, Db::Open(dir + "/tasks.db"));
   // WAL: readers never block the writer; FULL: each commit is fsynced before it counts.
   TRY(db_->Exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"));

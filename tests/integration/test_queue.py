@@ -278,7 +278,7 @@ def test_a_second_daemon_cannot_share_the_queue(tmp):
         other = os.path.join(tmp, "s2")
         r = corral("daemon", "--socket", other, "--state-dir", state, "--metrics", "off",
                    "--scan-interval", "0", timeout=20)
-        assert r.returncode == 125 and b"already owns the task queue" in r.stderr
+        assert r.returncode == 125 and b"another corral daemon already uses the state dir" in r.stderr
     finally:
         d1.stop()
 
