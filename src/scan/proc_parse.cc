@@ -4,33 +4,6 @@
 
 namespace corral::scan {
 
-namespace {
-
-Error Bad(std::string_view what, std::string_view text) {
-  std::string sample(text.substr(0, 80));
-  for (char& c : sample) {
-    if (static_cast<unsigned char>(c) < 0x20) c = '?';
-  }
-  return Error::Msg("parse " + std::string(what) + ": unexpected text `" + sample + "`", EINVAL);
-}
-
-// Splits off the next space-separated token of `rest` (single spaces, as the kernel writes them).
-bool NextToken(std::string_view* rest, std::string_view* tok) {
-  size_t start = rest->find_first_not_of(' ');
-  if (start == std::string_view::npos) return false;
-  size_t end = rest->find_first_of(" \n", start);
-  if (end == std::string_view::npos) end = rest->size();
-  *tok = rest->substr(start, end - start);
-  *rest = rest->substr(end);
-  return !tok->empty();
-}
-
-
-
-}  // namespace
-
-
-
 Result<NofileLimit> ParseNofileLimit(std::string_view text) {
   constexpr std::string_view kKey = "Max open files";
   size_t pos = 0;
@@ -42,7 +15,7 @@ Result<NofileLimit> ParseNofileLimit(std::string_view text) {
     if (line.substr(0, kKey.size()) != kKey) continue;
     std::string_view rest = line.substr(kKey.size());
     std::string_view soft, hard;
-    if (!NextToken(&rest, &soft) || !NextToken(&rest, &hard)) break;
+    if (!NextProcToken(&rest, &soft) || !NextProcToken(&rest, &hard)) break;
     NofileLimit lim;
     auto one = [](std::string_view s, uint64_t* v) {
       if (s == "unlimited") {
@@ -54,25 +27,25 @@ Result<NofileLimit> ParseNofileLimit(std::string_view text) {
     if (!one(soft, &lim.soft) || !one(hard, &lim.hard)) break;
     return lim;
   }
-  return Bad("/proc/PID/limits (Max open files)", text);
+  return ProcParseError("/proc/PID/limits (Max open files)", text);
 }
 
 Result<int64_t> ParseSchedExecStartNs(std::string_view text) {
   constexpr std::string_view kKey = "se.exec_start";
   size_t at = text.find(kKey);
-  if (at == std::string_view::npos) return Bad("/proc/PID/sched (se.exec_start)", text);
+  if (at == std::string_view::npos) return ProcParseError("/proc/PID/sched (se.exec_start)", text);
   std::string_view rest = text.substr(at + kKey.size());
   size_t colon = rest.find(':');
-  if (colon == std::string_view::npos) return Bad("/proc/PID/sched (se.exec_start)", text);
+  if (colon == std::string_view::npos) return ProcParseError("/proc/PID/sched (se.exec_start)", text);
   rest = rest.substr(colon + 1);
   std::string_view tok;
-  if (!NextToken(&rest, &tok)) return Bad("/proc/PID/sched (se.exec_start)", text);
+  if (!NextProcToken(&rest, &tok)) return ProcParseError("/proc/PID/sched (se.exec_start)", text);
   size_t dot = tok.find('.');
   uint64_t ms = 0, frac = 0;
   std::string_view frac_s = dot == std::string_view::npos ? "" : tok.substr(dot + 1);
   if (!ParseU64(tok.substr(0, dot), &ms) || frac_s.size() > 6 ||
       (!frac_s.empty() && !ParseU64(frac_s, &frac)) || ms > INT64_MAX / 1000000 / 2) {
-    return Bad("/proc/PID/sched (se.exec_start)", text);
+    return ProcParseError("/proc/PID/sched (se.exec_start)", text);
   }
   for (size_t i = frac_s.size(); i < 6; ++i) frac *= 10;
   return static_cast<int64_t>(ms * 1000000 + frac);
@@ -81,12 +54,12 @@ Result<int64_t> ParseSchedExecStartNs(std::string_view text) {
 Result<uint64_t> ParseLoadavgTasks(std::string_view text) {
   std::string_view rest = text, tok;
   for (int i = 0; i < 4; ++i) {
-    if (!NextToken(&rest, &tok)) return Bad("/proc/loadavg", text);
+    if (!NextProcToken(&rest, &tok)) return ProcParseError("/proc/loadavg", text);
   }
   size_t slash = tok.find('/');
   uint64_t total;
   if (slash == std::string_view::npos || !ParseU64(tok.substr(slash + 1), &total)) {
-    return Bad("/proc/loadavg", text);
+    return ProcParseError("/proc/loadavg", text);
   }
   return total;
 }

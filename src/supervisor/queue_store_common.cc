@@ -29,6 +29,25 @@ Status WriteWhole(const std::string& path, const std::string& data) {
 
 }  // namespace
 
+std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
+
+std::variant<CellSpec, CellResult> AttemptCell(const SpecBuilder& build,
+                                               const std::string& spec_json, const Caller& owner,
+                                               int64_t id, int64_t n) {
+  auto built = build(spec_json, owner);
+  if (auto* err = std::get_if<std::string>(&built)) {
+    CellResult r;
+    r.state = CellState::kFailedToStart;
+    r.exit_code = 125;
+    r.error = *err;
+    return r;
+  }
+  CellSpec spec = std::move(std::get<CellSpec>(built));
+  spec.env.emplace_back("CORRAL_TASK", TaskId(id));
+  spec.env.emplace_back("CORRAL_ATTEMPT", std::to_string(n));
+  return spec;
+}
+
 std::string AttemptOutcome(const CellResult& r, bool cancel_requested) {
   switch (r.state) {
     case CellState::kExited:

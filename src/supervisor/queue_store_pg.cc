@@ -36,7 +36,7 @@ constexpr int64_t kMaxClaim = 64;
 // Milliseconds of the database's clock: leases compare against one clock, whatever the hosts' say.
 #define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
-std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
+using queue::TaskId;
 
 // The conninfo as it may be shown in a message: a password in it (URI user:PASSWORD@ or
 // password=...) becomes "***".
@@ -344,18 +344,9 @@ void PgTaskQueue::StartAttempt(int64_t id) {
   Running* run = it->second.get();
   int64_t n = run->n;
   if (owner_->on_attempt_started) owner_->on_attempt_started(run->waited_ms / 1000.0);
-  auto built = builder_(run->spec_json, run->owner);
-  if (auto* err = std::get_if<std::string>(&built)) {
-    CellResult r;
-    r.state = CellState::kFailedToStart;
-    r.exit_code = 125;
-    r.error = *err;
-    OnAttemptDone(id, n, r);
-    return;
-  }
-  CellSpec spec = std::move(std::get<CellSpec>(built));
-  spec.env.emplace_back("CORRAL_TASK", TaskId(id));
-  spec.env.emplace_back("CORRAL_ATTEMPT", std::to_string(n));
+  auto cell = queue::AttemptCell(builder_, run->spec_json, run->owner, id, n);
+  if (auto* failed = std::get_if<CellResult>(&cell)) return OnAttemptDone(id, n, *failed);
+  CellSpec spec = std::move(std::get<CellSpec>(cell));
   auto started = sup_->Start(run->owner, std::move(spec),
                              [this, id, n](const CellResult& r) { OnAttemptDone(id, n, r); });
   if (auto* refusal = std::get_if<Refusal>(&started)) {

@@ -34,7 +34,7 @@ int64_t NowMs() {
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
 
-std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
+using queue::TaskId;
 
 // A write that cannot be made durable leaves memory and disk disagreeing about who runs what.
 // Dying is the safe answer: the next start recovers from what the database holds.
@@ -563,18 +563,9 @@ void TaskQueue::StartAttempt(Pending* p) {
   int64_t id = p->id, n = p->attempts;
   if (on_attempt_started)
     on_attempt_started(static_cast<double>(MonotonicNs() - p->ready_ns) / 1e9);
-  auto built = builder_(p->spec_json, p->owner);
-  if (auto* err = std::get_if<std::string>(&built)) {
-    CellResult r;
-    r.state = CellState::kFailedToStart;
-    r.exit_code = 125;
-    r.error = *err;
-    OnAttemptDone(id, n, r);
-    return;
-  }
-  CellSpec spec = std::move(std::get<CellSpec>(built));
-  spec.env.emplace_back("CORRAL_TASK", TaskId(id));
-  spec.env.emplace_back("CORRAL_ATTEMPT", std::to_string(n));
+  auto cell = queue::AttemptCell(builder_, p->spec_json, p->owner, id, n);
+  if (auto* failed = std::get_if<CellResult>(&cell)) return OnAttemptDone(id, n, *failed);
+  CellSpec spec = std::move(std::get<CellSpec>(cell));
   auto started = sup_->Start(p->owner, std::move(spec),
                              [this, id, n](const CellResult& r) { OnAttemptDone(id, n, r); });
   if (auto* refusal = std::get_if<Refusal>(&started)) {

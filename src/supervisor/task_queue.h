@@ -48,6 +48,7 @@
 #include <variant>
 #include <vector>
 
+#include "supervisor/queue_store_common.h"
 #include "supervisor/supervisor.h"
 #include "sys/event_loop.h"
 #include "sys/fd.h"
@@ -89,10 +90,6 @@ struct TaskSubmission {
   int64_t retries = 0;
   int64_t backoff_ms = 1000;
 };
-
-// Builds the cell for one attempt, or says why it cannot (a sentence; the attempt then fails).
-using SpecBuilder = std::function<std::variant<CellSpec, std::string>(const std::string& spec_json,
-                                                                      const Caller& owner)>;
 
 class TaskQueue {
  public:

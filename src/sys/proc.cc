@@ -11,9 +11,7 @@
 
 namespace corral {
 
-namespace {
-
-Error Bad(std::string_view what, std::string_view text) {
+Error ProcParseError(std::string_view what, std::string_view text) {
   std::string sample(text.substr(0, 80));
   for (char& c : sample) {
     if (static_cast<unsigned char>(c) < 0x20) c = '?';
@@ -21,8 +19,7 @@ Error Bad(std::string_view what, std::string_view text) {
   return Error::Msg("parse " + std::string(what) + ": unexpected text `" + sample + "`", EINVAL);
 }
 
-// Splits off the next space-separated token of `rest` (single spaces, as the kernel writes them).
-bool NextToken(std::string_view* rest, std::string_view* tok) {
+bool NextProcToken(std::string_view* rest, std::string_view* tok) {
   size_t start = rest->find_first_not_of(' ');
   if (start == std::string_view::npos) return false;
   size_t end = rest->find_first_of(" \n", start);
@@ -31,6 +28,9 @@ bool NextToken(std::string_view* rest, std::string_view* tok) {
   *rest = rest->substr(end);
   return !tok->empty();
 }
+
+namespace {
+
 
 bool ParseI64(std::string_view s, int64_t* out) {
   bool neg = !s.empty() && s[0] == '-';
@@ -69,17 +69,17 @@ Result<ProcStat> ParseProcStat(std::string_view text) {
   size_t close = text.rfind(')');
   if (open == std::string_view::npos || close == std::string_view::npos || close < open ||
       open == 0 || text[open - 1] != ' ') {
-    return Bad("/proc/PID/stat", text);
+    return ProcParseError("/proc/PID/stat", text);
   }
   if (!ParseInt(text.substr(0, open - 1), &st.pid) || st.pid <= 0) {
-    return Bad("/proc/PID/stat pid", text);
+    return ProcParseError("/proc/PID/stat pid", text);
   }
   st.comm = std::string(text.substr(open + 1, close - open - 1));
   std::string_view rest = text.substr(close + 1);
   // Fields from (3) on; index i here is field number i + 3.
   std::string_view tok;
   for (int field = 3; field <= 24; ++field) {
-    if (!NextToken(&rest, &tok)) return Bad("/proc/PID/stat (too few fields)", text);
+    if (!NextProcToken(&rest, &tok)) return ProcParseError("/proc/PID/stat (too few fields)", text);
     bool ok = true;
     int64_t i64 = 0;
     uint64_t u64 = 0;
@@ -119,7 +119,7 @@ Result<ProcStat> ParseProcStat(std::string_view text) {
         ok = ParseI64(tok, &i64) || ParseU64(tok, &u64);  // checked, unused
         break;
     }
-    if (!ok) return Bad("/proc/PID/stat field " + std::to_string(field), text);
+    if (!ok) return ProcParseError("/proc/PID/stat field " + std::to_string(field), text);
   }
   return st;
 }

@@ -35,6 +35,10 @@ struct ProcStat {
 Result<ProcStat> ParseProcStat(std::string_view text);
 // A decimal unsigned integer that must fill the whole view (no sign, no spaces).
 bool ParseU64(std::string_view s, uint64_t* out);
+// "parse WHAT: unexpected text `...`" (EINVAL), control characters of the sample masked.
+Error ProcParseError(std::string_view what, std::string_view text);
+// Splits off the next space-separated token of `rest` (single spaces, as the kernel writes them).
+bool NextProcToken(std::string_view* rest, std::string_view* tok);
 // The fields of `text` separated by any of `seps`, empty fields dropped. For kernel files:
 // iostreams would pull libstdc++'s locale machinery into every corral start.
 std::vector<std::string_view> SplitFields(std::string_view text, std::string_view seps = " \t\n");
