@@ -171,27 +171,21 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
     }
   });
 
-  server->Handle("cancel", [server, queue](Call call) {
-    ParamReader p(call.request.params);
-    p.RejectUnknown({"id"});
-    auto id = p.String("id", true);
-    if (!p.ok()) {
-      server->ReplyError(call.reply_to, p.error());
-      return;
-    }
-    queue->Cancel(CallerOf(call), *id, ReplyWith(server, call.reply_to));
-  });
-
-  server->Handle("retry", [server, queue](Call call) {
-    ParamReader p(call.request.params);
-    p.RejectUnknown({"id"});
-    auto id = p.String("id", true);
-    if (!p.ok()) {
-      server->ReplyError(call.reply_to, p.error());
-      return;
-    }
-    queue->Retry(CallerOf(call), *id, ReplyWith(server, call.reply_to));
-  });
+  // cancel and retry: a task id in, the task as it is then out.
+  using IdAction = void (TaskQueue::*)(const Caller&, const std::string&, TaskQueue::Reply);
+  for (auto [name, action] : {std::pair<const char*, IdAction>{"cancel", &TaskQueue::Cancel},
+                              std::pair<const char*, IdAction>{"retry", &TaskQueue::Retry}}) {
+    server->Handle(name, [server, queue, action](Call call) {
+      ParamReader p(call.request.params);
+      p.RejectUnknown({"id"});
+      auto id = p.String("id", true);
+      if (!p.ok()) {
+        server->ReplyError(call.reply_to, p.error());
+        return;
+      }
+      (queue->*action)(CallerOf(call), *id, ReplyWith(server, call.reply_to));
+    });
+  }
 
   server->Handle("task_output", [server, queue](Call call) {
     ParamReader p(call.request.params);

@@ -100,6 +100,13 @@ nlohmann::json FinishedOutputPage(const std::string& path, int64_t total_bytes, 
           {"done", true}};
 }
 
+void AddLastAttempt(nlohmann::json* task, const nlohmann::json& last, nlohmann::json* attempts) {
+  for (const char* k : {"exit_code", "signal", "reason"}) {
+    (*task)[k] = last.is_null() ? nlohmann::json(nullptr) : last[k];
+  }
+  if (attempts != nullptr) (*task)["attempt_list"] = std::move(*attempts);
+}
+
 nlohmann::json RunningOutputPage(Supervisor* sup, const std::string& cell, bool stderr_stream,
                                  uint64_t offset, uint64_t max_bytes) {
   if (!cell.empty()) {

@@ -57,6 +57,10 @@ std::string AttemptOutputPath(const std::string& state_dir, int64_t id, int64_t 
 nlohmann::json FinishedOutputPage(const std::string& path, int64_t total_bytes, bool truncated,
                                   uint64_t offset, uint64_t max_bytes);
 
+// A task's answer gets the last attempt's exit_code, signal and reason (so that `corral wait` can
+// exit like the task did; null before any attempt) and, if given, the list of attempts.
+void AddLastAttempt(nlohmann::json* task, const nlohmann::json& last, nlohmann::json* attempts);
+
 // A running attempt's page: live from its cell when this daemon runs it (`cell` not empty), else
 // empty; done is false either way.
 nlohmann::json RunningOutputPage(Supervisor* sup, const std::string& cell, bool stderr_stream,

@@ -634,10 +634,7 @@ PgTaskQueue::Json PgTaskQueue::TaskJson(int64_t id, bool with_attempts) {
     last = at;
     if (with_attempts) attempts.push_back(std::move(at));
   }
-  t["exit_code"] = last.is_null() ? Json(nullptr) : last["exit_code"];
-  t["signal"] = last.is_null() ? Json(nullptr) : last["signal"];
-  t["reason"] = last.is_null() ? Json(nullptr) : last["reason"];
-  if (with_attempts) t["attempt_list"] = std::move(attempts);
+  queue::AddLastAttempt(&t, last, with_attempts ? &attempts : nullptr);
   return t;
 }
 

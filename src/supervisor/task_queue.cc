@@ -865,11 +865,7 @@ TaskQueue::Json TaskQueue::TaskJson(int64_t id, bool with_attempts) {
     last = at;
     if (with_attempts) attempts.push_back(std::move(at));
   }
-  // The last attempt's exit, so that `corral wait` can exit like the task did.
-  t["exit_code"] = last.is_null() ? Json(nullptr) : last["exit_code"];
-  t["signal"] = last.is_null() ? Json(nullptr) : last["signal"];
-  t["reason"] = last.is_null() ? Json(nullptr) : last["reason"];
-  if (with_attempts) t["attempt_list"] = std::move(attempts);
+  queue::AddLastAttempt(&t, last, with_attempts ? &attempts : nullptr);
   return t;
 }
 
