@@ -8,7 +8,9 @@
 //   (c) kill:   tree gone for a 100-process tree (half setsid) via a cell, vs bare cgroup.kill +
 //               `populated 0`, vs killpg (which leaves every setsid'd process alive)
 //
-// Usage: corral-bench [--rounds R] [--per-round N] PAYLOAD CORRAL
+// Usage: corral-bench [--rounds R] [--per-round N] [--trees T] PAYLOAD CORRAL
+//   (c) kills T trees per row (default 25: one tree is a single sample of a few ms, and the noise
+//   here is of that order)
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -202,13 +204,14 @@ std::string V2Dir(const std::string& v2_root, pid_t pid) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int rounds = 7, per_round = 200;
+  int rounds = 7, per_round = 200, trees = 25;
   std::vector<std::string> pos;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a.rfind("--cell-rate=", 0) == 0) pos.push_back(a);
     else if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
     else if (a == "--per-round" && i + 1 < argc) per_round = std::atoi(argv[++i]);
+    else if (a == "--trees" && i + 1 < argc) trees = std::atoi(argv[++i]);
     else pos.push_back(a);
   }
   if (pos.size() == 1 && pos[0].rfind("--cell-rate=", 0) == 0) {
@@ -230,7 +233,8 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (pos.size() != 2) {
-    std::fprintf(stderr, "usage: corral-bench [--rounds R] [--per-round N] PAYLOAD CORRAL\n");
+    std::fprintf(stderr,
+                 "usage: corral-bench [--rounds R] [--per-round N] [--trees T] PAYLOAD CORRAL\n");
     return 2;
   }
   const std::string payload = pos[0], corral_bin = pos[1];
@@ -304,7 +308,7 @@ int main(int argc, char** argv) {
                         {"cell: Cancel (grace 0) until tree gone", {}},
                         {"killpg(leader's group), SIGKILL", {}},
                         {"bare cgroup.kill, tree also in v1 pids+memory", {}}};
-  int escaped_total = 0, cell_left = 0, kill_rounds = std::max(3, rounds);
+  int escaped_total = 0, cell_left = 0, kill_rounds = std::max(3, trees);
   for (int r = 0; r < kill_rounds; ++r) {
     c[0].ms.push_back(BareCgroupKill(config->v2_root, payload, n));
     CellSpec s;

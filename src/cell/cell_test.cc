@@ -518,6 +518,43 @@ TEST_P(CellTest, SlotsKilledByACrashedOwnerStillTakeCells) {
   }
 }
 
+// A slot whose own cell was killed (cgroup.kill) must not be handed to the next process in that
+// state: a one-shot `corral run` never claims again, so its owner removes it when it ends, and
+// the next process gets a directory made afresh (a new kernfs inode), not one whose every clone
+// dies at birth (regression: each later `corral run` paid a refused clone and a cgroup.procs join).
+TEST_P(CellTest, ASlotKilledByItsOwnCellIsMadeAfreshWhenItsOwnerEnds) {
+  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  auto config = ChooseContainment(GetParam());
+  ASSERT_TRUE(config.ok());
+  auto loop = EventLoop::Create();
+  ASSERT_TRUE(loop.ok());
+  HostOptions opts;
+  opts.containment = config.value();
+  auto host = CellHost::Create(loop->get(), opts);
+  ASSERT_TRUE(host.ok()) << host.error().message();
+  CellSpec s = Spec({});
+  s.argv = {"/bin/sh", "-c", std::string("cat /proc/self/cgroup; exec ") + kPayload + " sleep 30"};
+  s.timeout_ns = 300 * kNsPerMs;
+  s.grace_ns = 0;
+  CellResult r = RunCellSync(host->get(), s);
+  ASSERT_EQ(r.state, CellState::kTimedOut) << DumpJson(ResultToJson(r));
+  std::string rel = V2PathIn(r.stdout_data);
+  ASSERT_NE(rel.find("/pool/"), std::string::npos) << r.stdout_data;
+  std::string dir = config_.v2_root.substr(0, config_.v2_root.rfind('/')) + rel;
+  struct stat before {};
+  ASSERT_EQ(stat(dir.c_str(), &before), 0) << dir;
+  // The owner ends, as `corral run` does after its result: the last holder of the pool goes.
+  host.value().reset();
+  opts.containment.pool.reset();
+  config = Error::Msg("gone");
+  struct stat after {};
+  if (stat(dir.c_str(), &after) == 0) {
+    EXPECT_NE(after.st_ino, before.st_ino) << dir << " is still the killed directory";
+  } else {
+    EXPECT_EQ(errno, ENOENT) << dir;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, CellTest,
                          ::testing::Values(ContainmentMode::kCgroup1, ContainmentMode::kCgroup2,
                                            ContainmentMode::kPgroup),

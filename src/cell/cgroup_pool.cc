@@ -353,6 +353,12 @@ CgroupPool::CgroupPool(const ContainmentConfig& config) : config_(config) {
   config_.pool.reset();  // no cycle: slots are built from the roots only
 }
 
+CgroupPool::~CgroupPool() {
+  for (std::unique_ptr<PoolSlot>& slot : free_) {
+    if (slot->killed) slot->dirs.Remove();  // anchor last, while still locked
+  }
+}
+
 std::unique_ptr<PoolSlot> CgroupPool::LockSlot(int i, bool create, int* killed, bool* exists) {
   auto slot = std::make_unique<PoolSlot>(config_, i);
   const std::string& anchor = slot->dirs.v2();

@@ -156,6 +156,11 @@ class CgroupPool {
   // nullptr where pooling cannot measure exactly (see the file comment).
   static std::shared_ptr<CgroupPool> ForConfig(const ContainmentConfig& config);
   explicit CgroupPool(const ContainmentConfig& config);
+  // Removes the free slots that are marked `killed`: a lock and a flag die with this process,
+  // but a slot's refusal of CLONE_INTO_CGROUP does not, and the next process to claim it would
+  // pay a refused clone and a cgroup.procs join (1-19 ms here) on every cell until one of its
+  // own Claims made it afresh -- which a one-shot `corral run` never reaches.
+  ~CgroupPool();
 
   // A clean slot (empty, default limits, fresh peaks, baseline read); nullptr if none is free.
   std::unique_ptr<PoolSlot> Claim();
