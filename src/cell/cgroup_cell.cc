@@ -14,6 +14,7 @@
 
 #include "cell/cgroup_pool.h"
 #include "cell/containment.h"
+#include "sys/proc.h"
 
 namespace corral {
 namespace {
@@ -40,7 +41,9 @@ class CgroupCell : public Containment {
     bool limited = limits.pids != 0 || limits.memory_bytes != 0;
     if (!limited && config_.pool) slot_ = config_.pool->Claim();
     if (slot_) return Ok();
-    own_ = std::make_unique<CgroupDirs>(config_, id_);
+    // The directory name carries our PID namespace: two daemons that are both PID 1 of their
+    // containers never share a cell's cgroup, and the sweeper judges only owners it can see.
+    own_ = std::make_unique<CgroupDirs>(config_, id_ + "." + PidNamespaceTag());
     TRY(own_->Make());
     TRY(own_->Open(/*join_v2=*/false));
     return ApplyLimits(limits);

@@ -473,6 +473,12 @@ int CgroupPool::Sweep() {
   std::string pool_dir = config_.v2_root + "/pool";
   if (stat(pool_dir.c_str(), &st) != 0) return 0;
   int existing = static_cast<int>(st.st_nlink) - 2;
+  if (existing > 1) {
+    // The parent's populated counts every slot: 0 means no slot holds a crashed owner's tree
+    // (or a live owner's), and the slot-by-slot scan (6 system calls a slot) is not needed.
+    UniqueFd events(open((pool_dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC));
+    if (events && ReadKeyedFd(events.get(), "populated") == 0) return 0;
+  }
   int killed = 0;
   for (int i = 0, seen = 0; i < kPoolSlots && seen < existing; ++i) {
     if (held_[i]) {

@@ -293,10 +293,7 @@ Result<std::unique_ptr<Containment>> MakeContainment(const ContainmentConfig& co
     }
     return MakePgroupContainment(cell_id, single_cell);
   }
-  // The directory name carries our PID namespace: two daemons that are both PID 1 of their
-  // containers never share a cell's cgroup, and the sweeper judges only owners it can see.
-  std::unique_ptr<Containment> c =
-      MakeCgroupContainment(config, cell_id + "." + PidNamespaceTag());
+  std::unique_ptr<Containment> c = MakeCgroupContainment(config, cell_id);
   TRY(PrepareCgroupCell(c.get(), limits));
   return c;
 }
