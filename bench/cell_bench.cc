@@ -266,18 +266,38 @@ int main(int argc, char** argv) {
     s.argv = {"/bin/true"};
     RunCellSync(phost->get(), s);
   };
+  // On a hybrid host, also a cell in its cgroup2 directory alone (no v1 pids/memory joins, no
+  // memcg charging): what a cell costs where cgroup2 has no controllers enabled.
+  std::unique_ptr<CellHost> v2host;
+  if (config->mode == ContainmentMode::kCgroup1 && !config->v2_root.empty()) {
+    auto v2config = ChooseContainment(ContainmentMode::kCgroup2);
+    HostOptions v2opts;
+    if (v2config.ok()) v2opts.containment = v2config.value();
+    v2opts.reap_orphans = false;
+    auto h = v2config.ok() ? CellHost::Create(loop->get(), v2opts) : Error::Msg("no cgroup2");
+    if (h.ok()) v2host = std::move(h).value();
+  }
+  auto v2_call = [&] {
+    CellSpec s;
+    s.id = "bench-" + std::to_string(getpid()) + "-" + std::to_string(++seq);
+    s.argv = {"/bin/true"};
+    RunCellSync(v2host.get(), s);
+  };
   std::printf("host: containment %s (%s)\n", ContainmentModeName(config->mode), config->why.c_str());
 
   // (a) spawn
   std::vector<Row> a = {{"posix_spawn + waitpid /bin/true (floor)", {}},
                         {"cell API: own cgroup, capture, setsid, close_range", {}},
                         {"cell API, pgroup backend (no cgroup work)", {}}};
-  for (int r = 0; r < rounds; ++r) {
-    TimeInterleaved(per_round, 10,
-                    {[] { RunPlain({"/bin/true"}); }, [&] { cell_call(OutputMode::kCapture); },
-                     pgroup_call},
-                    {&a[0].ms, &a[1].ms, &a[2].ms});
+  std::vector<std::function<void()>> a_calls = {
+      [] { RunPlain({"/bin/true"}); }, [&] { cell_call(OutputMode::kCapture); }, pgroup_call};
+  if (v2host) {
+    a.push_back({"cell API, cgroup2 directory only (no v1 joins)", {}});
+    a_calls.push_back(v2_call);
   }
+  std::vector<std::vector<double>*> a_samples;
+  for (Row& row : a) a_samples.push_back(&row.ms);
+  for (int r = 0; r < rounds; ++r) TimeInterleaved(per_round, 10, a_calls, a_samples);
   PrintTable("(a) per-call cost of a cell (median of interleaved batches of 10)", a, 0);
 
   // (b) cli
