@@ -179,19 +179,21 @@ void Cell::Launch() {
 
   SpawnRequest req;
   req.env = BuildEnv(spec_);
-  std::string exe = spec_.argv[0];
-  if (exe.find('/') != std::string::npos && exe[0] != '/' && !spec_.cwd.empty()) {
-    exe = spec_.cwd + "/" + exe;  // checked as the child will see it after chdir
+  // A bare name is searched for in PATH here (the child calls execve, which does not search).
+  // A path is exec'd as given -- a relative one after the child's chdir -- and what is wrong with
+  // it comes back from the child's execve (127 for ENOENT, else 126): a check here would cost a
+  // stat and an access per cell, and could only guess for a child that runs as another user or
+  // in its own mount namespace.
+  if (spec_.argv[0].find('/') == std::string::npos) {
+    auto resolved = ResolveExecutable(spec_.argv[0], EnvValue(req.env, "PATH"));
+    if (!resolved.ok()) {
+      int code = resolved.error().code() == ENOENT ? 127 : 126;
+      return FailToStart(code, resolved.error().message());
+    }
+    req.path = std::move(resolved).value();
+  } else {
+    req.path = spec_.argv[0];
   }
-  std::string path_env = EnvValue(req.env, "PATH");
-  auto resolved = ResolveExecutable(exe, path_env);
-  if (!resolved.ok()) {
-    int code = resolved.error().code() == ENOENT ? 127 : 126;
-    return FailToStart(code, resolved.error().message());
-  }
-  // A bare name execs what the PATH search found; a path is exec'd as given, since the child
-  // resolves a relative one after its chdir.
-  req.path = spec_.argv[0].find('/') == std::string::npos ? resolved.value() : spec_.argv[0];
   req.argv = spec_.argv;
   req.cwd = spec_.cwd;
   req.cgroup_dir_fd = containment_->clone_into_fd();
