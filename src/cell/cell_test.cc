@@ -555,6 +555,64 @@ TEST_P(CellTest, ASlotKilledByItsOwnCellIsMadeAfreshWhenItsOwnerEnds) {
   }
 }
 
+// More cells at once than the kept slots: the extra ones take overflow slots (not directories of
+// their own), which their owner keeps while it lives and removes when it ends; a crashed owner's
+// are removed by the next sweep. At rest only the kept slots remain.
+TEST_P(CellTest, OverflowSlotsServeABusyOwnerAndGoWithIt) {
+  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  // Overflow slots of an owner that ends (Return, then its pool goes) and of one that "crashes"
+  // (Drop without removing: only its locks go). Other corral processes on the host may hold
+  // kept slots, so each owner claims two more than there are.
+  for (bool crash : {false, true}) {
+    auto other = ChooseContainment(GetParam());
+    ASSERT_TRUE(other.ok());
+    std::vector<std::unique_ptr<PoolSlot>> slots;
+    std::vector<std::pair<std::string, ino_t>> overflow;
+    for (int i = 0; i < kKeptSlots + 2; ++i) {
+      std::unique_ptr<PoolSlot> slot = other->pool->Claim();
+      ASSERT_NE(slot, nullptr) << "claim " << i;
+      if (slot->index >= kKeptSlots) {
+        struct stat st {};
+        ASSERT_EQ(stat(slot->dirs.v2().c_str(), &st), 0);
+        overflow.emplace_back(slot->dirs.v2(), st.st_ino);
+      }
+      slots.push_back(std::move(slot));
+    }
+    EXPECT_GE(overflow.size(), 2u);
+    for (auto& slot : slots) {
+      if (crash) other->pool->Drop(std::move(slot), /*remove=*/false);
+      else other->pool->Return(std::move(slot));
+    }
+    other = Error::Msg("gone");
+    if (crash) SweepOrphanedCells(config_);
+    for (const auto& [dir, ino] : overflow) {
+      struct stat st {};
+      bool same = stat(dir.c_str(), &st) == 0 && st.st_ino == ino;
+      EXPECT_FALSE(same) << dir << (crash ? " outlived its crashed owner's next sweep"
+                                          : " outlived its owner");
+    }
+  }
+
+  // Cells: 8 at once all run in pool slots, none in directories of its own.
+  constexpr int kCells = 8;
+  std::vector<CellResult> results(kCells);
+  int done = 0;
+  for (int i = 0; i < kCells; ++i) {
+    CellSpec s = Spec({});
+    s.argv = {"/bin/sh", "-c", std::string("cat /proc/self/cgroup; exec ") + kPayload +
+                                   " sleep 0.3"};
+    host_->Start(s, [&results, &done, i](const CellResult& r) {
+      results[i] = r;
+      ++done;
+    });
+  }
+  while (done < kCells) ASSERT_TRUE(loop_->RunOnce().ok());
+  for (const CellResult& r : results) {
+    ASSERT_EQ(r.state, CellState::kExited) << DumpJson(ResultToJson(r));
+    EXPECT_NE(V2PathIn(r.stdout_data).find("/pool/"), std::string::npos) << r.stdout_data;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, CellTest,
                          ::testing::Values(ContainmentMode::kCgroup1, ContainmentMode::kCgroup2,
                                            ContainmentMode::kPgroup),

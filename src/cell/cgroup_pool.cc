@@ -355,7 +355,7 @@ CgroupPool::CgroupPool(const ContainmentConfig& config) : config_(config) {
 
 CgroupPool::~CgroupPool() {
   for (std::unique_ptr<PoolSlot>& slot : free_) {
-    if (slot->killed) slot->dirs.Remove();  // anchor last, while still locked
+    if (slot->killed || slot->index >= kKeptSlots) slot->dirs.Remove();  // anchor last, locked
   }
 }
 
@@ -473,9 +473,10 @@ int CgroupPool::Sweep() {
   std::string pool_dir = config_.v2_root + "/pool";
   if (stat(pool_dir.c_str(), &st) != 0) return 0;
   int existing = static_cast<int>(st.st_nlink) - 2;
-  if (existing > 1) {
+  if (existing > 1 && existing <= kKeptSlots) {
     // The parent's populated counts every slot: 0 means no slot holds a crashed owner's tree
     // (or a live owner's), and the slot-by-slot scan (6 system calls a slot) is not needed.
+    // With overflow slots present, scan: a dead owner's must go even when empty.
     UniqueFd events(open((pool_dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC));
     if (events && ReadKeyedFd(events.get(), "populated") == 0) return 0;
   }
@@ -488,6 +489,10 @@ int CgroupPool::Sweep() {
     bool exists = false;
     std::unique_ptr<PoolSlot> slot = LockSlot(i, /*create=*/false, &killed, &exists);
     if (exists) ++seen;
+    if (slot != nullptr && i >= kKeptSlots) {
+      slot->dirs.Remove();  // a dead owner's overflow slot, empty: not kept at rest
+      continue;
+    }
     // Keep one clean slot for this process's next cell: it saves locking it again.
     if (slot != nullptr && free_.empty()) {
       held_[i] = true;

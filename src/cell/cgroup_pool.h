@@ -8,8 +8,13 @@
 // few preads.
 //
 // Slots. Slot i is the directory "pool/<i>" under corral's root in every hierarchy in use, i <
-// kPoolSlots (4): with their parent, at most 5 kept directories per hierarchy, created only as
-// concurrent cells need them. A slot is owned by whoever holds flock(LOCK_EX) on the open cgroup2
+// kPoolSlots (16). Slots below kKeptSlots (4) stay, empty, between owners: with their parent, at
+// most 5 kept directories per hierarchy, created only as concurrent cells need them. The others
+// are overflow for a process that runs more than 4 cells at once (a daemon, `corral mcp`): it
+// keeps the overflow slots it made for as long as it lives and removes them when it ends (a
+// crashed owner's are removed by the next sweep), so they cost a mkdir once per owner instead
+// of a mkdir, 15 opens in a fresh kernfs directory and an rmdir per cell (a fifth of a busy
+// daemon's CPU here). A slot is owned by whoever holds flock(LOCK_EX) on the open cgroup2
 // directory of the slot (the "anchor"). The lock dies with its holder, so a crashed owner frees its
 // slots by dying. Because a lock protects an inode, not a name, a claimer locks first and then
 // checks that the directory is still live (its cgroup.events opens); and a holder that removes the
@@ -67,8 +72,10 @@
 
 namespace corral {
 
-// 4 slots + the "pool" parent: at most 5 kept directories per hierarchy (15 on a hybrid host).
-inline constexpr int kPoolSlots = 4;
+// 4 kept slots + the "pool" parent: at most 5 directories per hierarchy at rest (15 on a hybrid
+// host); up to 16 slots while owners that need them live.
+inline constexpr int kKeptSlots = 4;
+inline constexpr int kPoolSlots = 16;
 
 // Raw values of a cell's counters; a pooled cell subtracts the ones read at claim.
 struct CgroupCounters {
@@ -156,10 +163,10 @@ class CgroupPool {
   // nullptr where pooling cannot measure exactly (see the file comment).
   static std::shared_ptr<CgroupPool> ForConfig(const ContainmentConfig& config);
   explicit CgroupPool(const ContainmentConfig& config);
-  // Removes the free slots that are marked `killed`: a lock and a flag die with this process,
-  // but a slot's refusal of CLONE_INTO_CGROUP does not, and the next process to claim it would
-  // pay a refused clone and a cgroup.procs join (1-19 ms here) on every cell until one of its
-  // own Claims made it afresh -- which a one-shot `corral run` never reaches.
+  // Removes the free slots that are overflow (above kKeptSlots) or marked `killed`: a lock and a
+  // flag die with this process, but a slot's refusal of CLONE_INTO_CGROUP does not, and the next
+  // process to claim it would pay a refused clone and a cgroup.procs join (1-19 ms here) on every
+  // cell until one of its own Claims made it afresh -- which a one-shot `corral run` never reaches.
   ~CgroupPool();
 
   // A clean slot (empty, default limits, fresh peaks, baseline read); nullptr if none is free.
@@ -170,7 +177,8 @@ class CgroupPool {
   // a slot that must not be reused (it had limits, or a stuck tree was finally released).
   void Drop(std::unique_ptr<PoolSlot> slot, bool remove);
   // Kills the processes in every slot no live owner holds; returns how many it signalled (a
-  // cgroup.kill counts each process it found). Keeps one clean slot for the next Claim.
+  // cgroup.kill counts each process it found). Removes the empty overflow slots of owners that
+  // died. Keeps one clean slot for the next Claim.
   int Sweep();
 
  private:

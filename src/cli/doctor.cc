@@ -108,8 +108,9 @@ int Doctor(int argc, char** argv) {
   }
   if (c.pool) {
     std::printf("  cell pool       %s/pool/0..%d: reusable empty cgroups for cells without "
-                "--memory/--pids\n",
-                c.v2_root.c_str(), kPoolSlots - 1);
+                "--memory/--pids\n                  (%d kept at rest, the rest while their owner "
+                "runs more cells at once)\n",
+                c.v2_root.c_str(), kPoolSlots - 1, kKeptSlots);
   } else if (c.mode != ContainmentMode::kPgroup) {
     std::printf("  cell pool       off (%s): every cell creates and removes its directories\n",
                 c.v2_root.empty() ? "no cgroup2 directory to lock slots on"
