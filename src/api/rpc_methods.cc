@@ -62,8 +62,6 @@ std::optional<RpcError> ResolveIdentity(const Caller& caller, const std::optiona
     uid = found->pw_uid;
     gid = found->pw_gid;
     name = found->pw_name;
-  } else if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) {
-    name = found->pw_name;
   }
   if (!daemon_is_root) {
     // A daemon that is not root cannot change identity: it serves its own user only.
@@ -74,6 +72,11 @@ std::optional<RpcError> ResolveIdentity(const Caller& caller, const std::optiona
     return std::nullopt;
   }
   if (uid == 0 && !user) return std::nullopt;  // root for root: keep everything as it is
+  // The caller's own name, for its groups (read only here: /etc/passwd is opened and parsed on
+  // each lookup, twice a task when it was done for every caller).
+  if (!user && getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found != nullptr) {
+    name = found->pw_name;
+  }
   spec->uid = uid;
   spec->gid = gid;
   spec->groups.clear();

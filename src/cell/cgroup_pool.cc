@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -464,6 +465,11 @@ void CgroupPool::Drop(std::unique_ptr<PoolSlot> slot, bool remove) {
   if (remove) slot->dirs.Remove();  // anchor last: the slot is given up for good
   held_[slot->index] = false;
   slot.reset();  // closes the anchor: unlocks
+}
+
+int CgroupPool::HeldSlots() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(std::count(std::begin(held_), std::end(held_), true));
 }
 
 int CgroupPool::Sweep() {

@@ -176,6 +176,9 @@ class CgroupPool {
   // Lets a slot go (unlocks it); with `remove`, removes its directories first (anchor last), for
   // a slot that must not be reused (it had limits, or a stuck tree was finally released).
   void Drop(std::unique_ptr<PoolSlot> slot, bool remove);
+  // Slots this process holds (free or in use): each keeps its counter files open, about 8 more
+  // fds than a cell's own directories keep, which fd admission counts.
+  int HeldSlots();
   // Kills the processes in every slot no live owner holds; returns how many it signalled (a
   // cgroup.kill counts each process it found). Removes the empty overflow slots of owners that
   // died. Keeps one clean slot for the next Claim.

@@ -1,6 +1,7 @@
 #include "supervisor/supervisor.h"
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -10,6 +11,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "cell/cgroup_pool.h"
 #include "sys/clock.h"
 #include "sys/proc.h"
 
@@ -20,14 +22,30 @@ constexpr size_t kMaxFinished = 1000;  // results kept for wait/output after a c
 constexpr double kPidHeadroom = 0.9;   // refuse new cells past 90 % of a pid limit
 constexpr double kFdHeadroom = 0.9;
 constexpr size_t kFdsPerCell = 6;  // pidfd, 2 pipes, cgroup dir + cgroup.events, client socket
+constexpr size_t kExtraFdsPerPoolSlot = 8;  // a held pool slot keeps its counter files open
+
+std::optional<uint64_t> ParseU64Prefix(const std::string& text) {
+  uint64_t v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (ec != std::errc()) return std::nullopt;
+  return v;
+}
 
 std::optional<uint64_t> ReadU64(const std::string& path) {
   auto r = ReadSmallFile(path, 64);
   if (!r.ok()) return std::nullopt;
-  uint64_t v = 0;
-  auto [p, ec] = std::from_chars(r->data(), r->data() + r->size(), v);
-  if (ec != std::errc()) return std::nullopt;
-  return v;
+  return ParseU64Prefix(r.value());
+}
+
+// Reads a one-line /proc or cgroup file kept open in *fd (opened on first use); one pread, as
+// these files are generated whole on each read from offset 0.
+std::optional<std::string> ReadKept(UniqueFd* fd, const std::string& path) {
+  if (!*fd) fd->reset(open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!*fd) return std::nullopt;
+  char buf[256];
+  ssize_t n = pread(fd->get(), buf, sizeof buf, 0);
+  if (n <= 0) return std::nullopt;
+  return std::string(buf, static_cast<size_t>(n));
 }
 
 
@@ -112,9 +130,11 @@ Status Supervisor::Recover() {
 std::optional<Refusal> Supervisor::Admit() const {
   if (shutting_down_) return Refusal{Refusal::kOverloaded, "the daemon is shutting down"};
   // /proc/loadavg's "running/total" counts every task, which is what pid_max limits.
-  auto loadavg = ReadSmallFile("/proc/loadavg", 256);
-  auto pid_max = ReadU64("/proc/sys/kernel/pid_max");
-  if (loadavg.ok() && pid_max) {
+  AdmissionFiles& f = admission_files_;
+  auto loadavg = ReadKept(&f.loadavg, "/proc/loadavg");
+  auto pid_max_text = ReadKept(&f.pid_max, "/proc/sys/kernel/pid_max");
+  auto pid_max = pid_max_text ? ParseU64Prefix(*pid_max_text) : std::nullopt;
+  if (loadavg && pid_max) {
     size_t slash = loadavg->find('/');
     uint64_t tasks = slash == std::string::npos ? 0 : std::strtoull(loadavg->c_str() + slash + 1, nullptr, 10);
     if (tasks > *pid_max * kPidHeadroom) {
@@ -125,7 +145,10 @@ std::optional<Refusal> Supervisor::Admit() const {
   }
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-    size_t need = 64 + (running() + 1) * kFdsPerCell;
+    size_t slots = options_.containment.pool
+                       ? static_cast<size_t>(options_.containment.pool->HeldSlots())
+                       : 0;
+    size_t need = 64 + (running() + 1) * kFdsPerCell + slots * kExtraFdsPerPoolSlot;
     if (need > rl.rlim_cur * kFdHeadroom) {
       return Refusal{Refusal::kOverloaded,
                      "the daemon is near its fd limit (RLIMIT_NOFILE " +
@@ -134,13 +157,14 @@ std::optional<Refusal> Supervisor::Admit() const {
   }
   const std::string& pids_root = options_.containment.v1_pids_root;
   if (!pids_root.empty()) {
-    auto max = ReadSmallFile(pids_root + "/pids.max", 64);
-    auto cur = ReadU64(pids_root + "/pids.current");
-    if (max.ok() && max->rfind("max", 0) != 0 && cur) {
+    auto max = ReadKept(&f.pids_max, pids_root + "/pids.max");
+    if (max && max->rfind("max", 0) != 0) {
       uint64_t m = std::strtoull(max->c_str(), nullptr, 10);
-      if (*cur > m * kPidHeadroom) {
+      auto cur_text = ReadKept(&f.pids_current, pids_root + "/pids.current");
+      uint64_t cur = cur_text ? ParseU64Prefix(*cur_text).value_or(0) : 0;
+      if (cur > m * kPidHeadroom) {
         return Refusal{Refusal::kOverloaded, "corral's cell root is near its pids limit (" +
-                                                 std::to_string(*cur) + " of " +
+                                                 std::to_string(cur) + " of " +
                                                  std::to_string(m) + ")"};
       }
     }
@@ -360,15 +384,23 @@ void Supervisor::Shutdown(std::function<void()> then) {
   }
 }
 
+// Only the pgroup backend needs these files: a cgroup cell of a dead daemon is found and killed
+// by the cgroup sweeper (a pool slot's lock died with its owner; a cell's own directory names its
+// owner's pid), and a file created and unlinked per cell (with a /proc read) was a twentieth of
+// a busy daemon's CPU.
+bool Supervisor::NeedsStateFiles() const {
+  return !options_.state_dir.empty() && options_.containment.mode == ContainmentMode::kPgroup;
+}
+
 void Supervisor::WriteStateFile(const Record& rec, pid_t pid) {
-  if (options_.state_dir.empty()) return;
+  if (!NeedsStateFiles()) return;
   auto st = ReadProcStat(pid);
   std::string text = std::to_string(pid) + " " + std::to_string(st ? st->starttime_ticks : 0) + "\n";
   (void)WriteFileStringCreate(options_.state_dir + "/cells/" + rec.id, text);
 }
 
 void Supervisor::RemoveStateFile(const std::string& id) {
-  if (options_.state_dir.empty()) return;
+  if (!NeedsStateFiles()) return;
   unlink((options_.state_dir + "/cells/" + id).c_str());
 }
 

@@ -25,6 +25,7 @@
 #include <variant>
 
 #include "cell/cell.h"
+#include "sys/fd.h"
 #include "sys/event_loop.h"
 
 namespace corral {
@@ -128,6 +129,7 @@ class Supervisor {
   void StartQueued();
   Record* Lookup(const Caller& caller, const std::string& id, Refusal* why);
   const Record* Lookup(const Caller& caller, const std::string& id, Refusal* why) const;
+  bool NeedsStateFiles() const;
   void WriteStateFile(const Record& rec, pid_t pid);
   void RemoveStateFile(const std::string& id);
 
@@ -142,6 +144,12 @@ class Supervisor {
   uint64_t waiter_seq_ = 0;
   int recovered_killed_ = 0;
   bool shutting_down_ = false;
+  // The host files Admit reads for every cell, opened once (a pread at offset 0 reads them
+  // afresh): 4 opens and closes of /proc and cgroup files a cell otherwise.
+  struct AdmissionFiles {
+    UniqueFd loadavg, pid_max, pids_max, pids_current;
+  };
+  mutable AdmissionFiles admission_files_;
   std::function<void()> after_shutdown_;
 };
 
