@@ -33,6 +33,9 @@ namespace {
 constexpr int64_t kTickNs = 100 * kNsPerMs;
 constexpr int64_t kRefusedRetryNs = 500 * kNsPerMs;
 constexpr int64_t kMaxClaim = 64;
+// Without --retain, gone files (other daemons pruned our tasks) are drained as if the retention
+// were this: every 5 s.
+constexpr int64_t kDrainOnlyMs = 50 * 1000;
 // Milliseconds of the database's clock: leases compare against one clock, whatever the hosts' say.
 #define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
@@ -151,7 +154,8 @@ PgTaskQueue::PgTaskQueue(EventLoop* loop, Supervisor* sup, TaskQueue* owner,
       builder_(std::move(builder)) {}
 
 PgTaskQueue::~PgTaskQueue() {
-  for (EventLoop::Token t : {dispatch_timer_, tick_timer_, heartbeat_timer_, reclaim_timer_}) {
+  for (EventLoop::Token t :
+       {dispatch_timer_, tick_timer_, heartbeat_timer_, reclaim_timer_, prune_timer_}) {
     if (t != 0) loop_->CancelTimer(t);
   }
 }
@@ -165,6 +169,7 @@ Result<std::unique_ptr<PgTaskQueue>> PgTaskQueue::Open(EventLoop* loop, Supervis
   q->Reclaim();
   q->Heartbeat();
   q->Tick();
+  q->Prune();
   return q;
 }
 
@@ -201,6 +206,15 @@ Status PgTaskQueue::Init() {
       " stderr_truncated BIGINT, PRIMARY KEY(task_id, n));"
       "CREATE INDEX IF NOT EXISTS attempts_running ON attempts(daemon_id) WHERE state = 'running';"
       "CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, parallel BIGINT NOT NULL);"
+      // --retain's scan: finished tasks by end (a task enters it once, when it finishes).
+      "CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(updated_ms)"
+      " WHERE state NOT IN ('queued', 'running');"
+      "END IF;"
+      // Added with --retain: a database made before gets it here, once (a new table locks none
+      // of the others). Its scan then goes without tasks_ended, which is only an index.
+      "IF to_regclass('gone_files') IS NULL THEN "
+      "CREATE TABLE gone_files (id BIGSERIAL PRIMARY KEY, owner TEXT NOT NULL, path TEXT NOT NULL);"
+      "CREATE INDEX gone_files_owner ON gone_files(owner);"
       "END IF; END $$;"
       "COMMIT;");
   if (!schema.ok()) return Error::Msg("--queue: creating the schema failed: " + schema.error());
@@ -243,8 +257,10 @@ void PgTaskQueue::Tick() {
   std::string ids = "{";
   for (const auto& [id, ws] : waiters_) ids += (ids.size() > 1 ? "," : "") + std::to_string(id);
   ids += "}";
+  // Finished, or gone already (another daemon's --retain may prune it before this tick looks).
   PgRes r = db_->Exec(
-      "SELECT id FROM tasks WHERE id = ANY($1::bigint[]) AND state NOT IN ('queued', 'running')",
+      "SELECT w FROM unnest($1::bigint[]) w WHERE NOT EXISTS (SELECT 1 FROM tasks"
+      " WHERE id = w AND state IN ('queued', 'running'))",
       {P(ids)});
   if (!r.ok()) return;
   for (int i = 0; i < r.rows(); ++i) NotifyWaiters(r.Int(i, 0));
@@ -429,6 +445,9 @@ void PgTaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
     std::fprintf(stderr,
                  "corral daemon: task queue: %s attempt %lld ended after its lease was lost\n",
                  TaskId(id).c_str(), static_cast<long long>(n));
+    // No row names these files (the attempt is crashed, or pruned already): nothing would ever
+    // remove them.
+    queue::RemoveOutputFiles(options_.state_dir, {out_path, err_path});
   }
   for (const Reply& reply : run->cancel_replies) reply(TaskJson(id, false));
   if (task_state != "queued") NotifyWaiters(id);
@@ -506,6 +525,57 @@ void PgTaskQueue::Reclaim() {
       if (owner_->on_count) owner_->on_count(s, n);
     }
   }
+}
+
+void PgTaskQueue::Prune() {
+  // See the header (Retention) for who deletes rows and who unlinks files. Each statement commits
+  // on its own (autocommit) before any file it names is unlinked. A daemon without --retain
+  // deletes no row but still drains its gone files: other daemons may prune its tasks.
+  std::vector<std::string> files;
+  std::string failure;
+  int64_t removed = 0;
+  bool retain = options_.retention_ms > 0;
+  if (retain) {
+    PgRes gone = db_->Exec(
+        "WITH c AS (SELECT id FROM tasks WHERE state IN ('succeeded', 'failed', 'timed_out',"
+        " 'crashed', 'cancelled') AND updated_ms < " NOW_MS
+        " - $1 LIMIT $3 FOR UPDATE SKIP LOCKED),"
+        " a AS (DELETE FROM attempts WHERE task_id IN (SELECT id FROM c)"
+        " RETURNING regexp_replace(daemon_id, '[0-9]+$', '') AS owner, stdout_path, stderr_path),"
+        " f AS (SELECT owner, p FROM a CROSS JOIN LATERAL (VALUES (stdout_path), (stderr_path))"
+        " v(p) WHERE p <> ''),"
+        " o AS (INSERT INTO gone_files (owner, path) SELECT owner, p FROM f WHERE owner <> $2),"
+        " t AS (DELETE FROM tasks WHERE id IN (SELECT id FROM c) RETURNING state)"
+        " SELECT true, p FROM f WHERE owner = $2 UNION ALL SELECT false, state FROM t",
+        {P(options_.retention_ms), P(daemon_prefix_), P(queue::kPruneBatch)});
+    if (!gone.ok()) failure = gone.error();
+    for (int i = 0; gone.ok() && i < gone.rows(); ++i) {
+      if (gone.Bool(i, 0)) {
+        files.push_back(gone.Text(i, 1));
+        continue;
+      }
+      ++removed;
+      // Other daemons' counts catch up at their next Reclaim.
+      int64_t& count = owner_->counts_[gone.Text(i, 1)];
+      if (count > 0) --count;
+      if (owner_->on_count) owner_->on_count(gone.Text(i, 1), count);
+    }
+  }
+  PgRes handed = db_->Exec(
+      "DELETE FROM gone_files WHERE id IN (SELECT id FROM gone_files WHERE owner = $1"
+      " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING path",
+      {P(daemon_prefix_), P(queue::kPruneBatch)});
+  if (!handed.ok() && failure.empty()) failure = handed.error();
+  for (int i = 0; handed.ok() && i < handed.rows(); ++i) files.push_back(handed.Text(i, 0));
+  removed = std::max<int64_t>(removed, handed.ok() ? handed.rows() : 0);
+  queue::RemoveOutputFiles(options_.state_dir, files);
+  if (!failure.empty() && !prune_failing_) {
+    std::fprintf(stderr, "corral daemon: task queue: pruning finished tasks failed: %s",
+                 failure.c_str());
+  }
+  prune_failing_ = !failure.empty();
+  int64_t next_ms = queue::NextPruneMs(retain ? options_.retention_ms : kDrainOnlyMs, removed);
+  prune_timer_ = loop_->AddTimer(MonotonicNs() + next_ms * kNsPerMs, [this] { Prune(); });
 }
 
 void PgTaskQueue::NotifyWaiters(int64_t id) {
