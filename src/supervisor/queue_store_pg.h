@@ -95,7 +95,15 @@ class PgTaskQueue {
   Status Init();
   void ScheduleDispatch();
   void Dispatch();
-  void StartAttempt(int64_t id);
+  // Where an attempt's cell runs: written to its row after the cells of a claim started, all in
+  // one statement. 0: unknown (a cell queued in the Supervisor has no leader yet).
+  struct CellIdentity {
+    int64_t id = 0, n = 0;
+    std::string cell;
+    int64_t pid = 0, starttime = 0;
+  };
+  void StartAttempt(int64_t id, std::vector<CellIdentity>* started);
+  void RecordIdentities(const std::vector<CellIdentity>& started);
   void OnAttemptDone(int64_t id, int64_t n, const CellResult& r);
   void Tick();       // every 100 ms: dispatch, waiters of other daemons' tasks
   void Heartbeat();  // every lease/3
