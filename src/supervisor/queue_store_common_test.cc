@@ -34,8 +34,8 @@ TEST(RemoveOutputFiles, UnlinksOnlyFilesUnderTheStateDirsTasks) {
   std::string mine = AttemptOutputPath(state, 7, 1, false);
   std::string outside = other + "/victim", sibling = state + "/tasks.db";
   for (const std::string& p : {mine, outside, sibling}) Touch(p);
-  RemoveOutputFiles(state, {mine, outside, sibling, state + "/tasks/../tasks.db",
-                            state + "/tasks/", "", state + "/tasks/t-404.1.stdout"});
+  RemoveOutputFiles(state, {mine, outside, sibling, state + "/tasks/../tasks.db", state + "/tasks/",
+                            "", state + "/tasks/t-404.1.stdout"});
   EXPECT_FALSE(Exists(mine));
   EXPECT_TRUE(Exists(outside));
   EXPECT_TRUE(Exists(sibling));
