@@ -53,7 +53,8 @@ groups (from SO_PEERCRED), and a client that disconnects during `run` cancels it
   --queue-parallel N   queued tasks running at once, all groups (default: 2 per CPU, at least
                        4; 0: only --max-running); per group: `corral group set G --parallel N`
   --retain DUR         remove finished tasks, their attempts and output files DUR after they
-                       ended (e.g. 7d; default: keep them; SQLite queue only)
+                       ended (e.g. 7d, at least 1s; default: keep them); on PostgreSQL any
+                       daemon with it prunes the shared rows, each unlinks only its own files
 
 SIGTERM or SIGINT: stop accepting, cancel every cell, reap, remove the socket, exit 0.
 After a crash (even SIGKILL) the next start tears down the cells the previous one left.
@@ -179,7 +180,6 @@ int Daemon(int argc, char** argv) {
   if (queue_kind.rfind("postgres://", 0) == 0 || queue_kind.rfind("postgresql://", 0) == 0 ||
       queue_kind.find('=') != std::string::npos) {
     queue_opts.postgres = queue_kind;  // a libpq conninfo: URI or key=value pairs
-    if (retain_ms > 0) return Fail("--retain works with the SQLite queue only, not with PostgreSQL");
   } else if (queue_kind != "sqlite") {
     return Fail("--queue: '" + queue_kind + "' is neither sqlite nor a PostgreSQL conninfo "
                 "(postgres://USER@HOST:PORT/DB or 'host=... dbname=...')");

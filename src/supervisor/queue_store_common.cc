@@ -76,6 +76,22 @@ std::string AttemptOutputPath(const std::string& state_dir, int64_t id, int64_t 
          (err ? ".stderr" : ".stdout");
 }
 
+int64_t NextPruneMs(int64_t retention_ms, int64_t removed) {
+  return removed >= kPruneBatch ? 10 : std::clamp<int64_t>(retention_ms / 10, 1000, 3600 * 1000);
+}
+
+void RemoveOutputFiles(const std::string& state_dir, const std::vector<std::string>& paths) {
+  const std::string mine = state_dir + "/tasks/";
+  for (const std::string& p : paths) {
+    if (p.size() <= mine.size() || p.compare(0, mine.size(), mine) != 0 ||
+        p.find("/..", mine.size() - 1) != std::string::npos) {
+      continue;
+    }
+    // ENOENT: removed already (a crash after the unlink, before the row went); nothing to say.
+    (void)unlink(p.c_str());
+  }
+}
+
 nlohmann::json FinishedOutputPage(const std::string& path, int64_t total_bytes, bool truncated,
                                   uint64_t offset, uint64_t max_bytes) {
   std::string data;

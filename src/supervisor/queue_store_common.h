@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <variant>
+#include <vector>
 
 #include "supervisor/supervisor.h"
 #include "sys/error.h"
@@ -51,6 +52,19 @@ int64_t RetryDelayMs(int64_t backoff_ms, int64_t n);
 void WriteAttemptOutput(const std::string& state_dir, int64_t id, int64_t n, const CellResult& r,
                         std::string* out_path, std::string* err_path);
 std::string AttemptOutputPath(const std::string& state_dir, int64_t id, int64_t n, bool err);
+
+// Retention (`corral daemon --retain`): each turn of the prune timer removes at most this many
+// tasks (and on PostgreSQL, drains at most this many file names), so a turn of the loop stays
+// short however much has expired.
+inline constexpr int64_t kPruneBatch = 500;
+// When to prune again after a turn that removed `removed` things: soon (10 ms) after a full
+// batch, since more may have expired; else a tenth of the retention, between 1 s and 1 h.
+int64_t NextPruneMs(int64_t retention_ms, int64_t removed);
+// Unlinks pruned attempts' output files, each only if it is one of this daemon's: under
+// STATE/tasks/, with no ".." in it (on PostgreSQL the names come from a database other daemons
+// write). Called only once the rows naming them are durably gone: a crash in between leaves
+// files, never rows pointing at nothing.
+void RemoveOutputFiles(const std::string& state_dir, const std::vector<std::string>& paths);
 
 // The page [offset, offset + max_bytes) of a finished attempt's output file ("": none kept) as
 // the fields of a `task_output` answer: data, offset, next_offset, total_bytes, truncated, done.

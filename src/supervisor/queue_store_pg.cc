@@ -33,6 +33,9 @@ namespace {
 constexpr int64_t kTickNs = 100 * kNsPerMs;
 constexpr int64_t kRefusedRetryNs = 500 * kNsPerMs;
 constexpr int64_t kMaxClaim = 64;
+// Without --retain, gone files (other daemons pruned our tasks) are drained as if the retention
+// were this: every 5 s.
+constexpr int64_t kDrainOnlyMs = 50 * 1000;
 // Milliseconds of the database's clock: leases compare against one clock, whatever the hosts' say.
 #define NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
@@ -58,6 +61,16 @@ using Param = std::optional<std::string>;
 Param P(int64_t v) { return std::to_string(v); }
 Param P(const std::string& v) { return v; }
 Param Null() { return std::nullopt; }
+
+// `s` as an element of a PostgreSQL array literal: quoted, with " and \ escaped.
+std::string ArrayText(const std::string& s) {
+  std::string out = "\"";
+  for (char ch : s) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  return out + "\"";
+}
 
 }  // namespace
 
@@ -95,17 +108,21 @@ class PgTaskQueue::Conn {
     if (c_ != nullptr) pq()->PQfinish(c_);
   }
   // Defaults that bound how long a dead or silent server can stall the loop (connect: 5 s; an
-  // unanswered query: ~11 s of keepalives; unacknowledged data: 10 s). The conninfo's own values
-  // win: it is expanded after them.
+  // unanswered query: ~11 s of keepalives; unacknowledged data: 10 s), and no JIT: the claim's
+  // estimated cost passes jit_above_cost once the queue holds some thousands of tasks, and every
+  // claim then spent ~15 ms compiling a plan that runs in 1 ms (at 10,000 queued tasks, a third
+  // of the throughput). The conninfo's own values win: it is expanded after them (its `options`
+  // replace this one).
   static Result<std::unique_ptr<Conn>> Open(const std::string& conninfo) {
     const char* keys[] = {"connect_timeout",
                           "keepalives_idle",
                           "keepalives_interval",
                           "keepalives_count",
                           "tcp_user_timeout",
+                          "options",
                           "dbname",
                           nullptr};
-    const char* values[] = {"5", "5", "2", "3", "10000", conninfo.c_str(), nullptr};
+    const char* values[] = {"5", "5", "2", "3", "10000", "-c jit=off", conninfo.c_str(), nullptr};
     std::string why;
     if ((g_pq = LoadLibPq(&why)) == nullptr) return Error::Msg("--queue postgres: " + why);
     auto c = std::make_unique<Conn>();
@@ -151,7 +168,8 @@ PgTaskQueue::PgTaskQueue(EventLoop* loop, Supervisor* sup, TaskQueue* owner,
       builder_(std::move(builder)) {}
 
 PgTaskQueue::~PgTaskQueue() {
-  for (EventLoop::Token t : {dispatch_timer_, tick_timer_, heartbeat_timer_, reclaim_timer_}) {
+  for (EventLoop::Token t :
+       {dispatch_timer_, tick_timer_, heartbeat_timer_, reclaim_timer_, prune_timer_}) {
     if (t != 0) loop_->CancelTimer(t);
   }
 }
@@ -165,6 +183,7 @@ Result<std::unique_ptr<PgTaskQueue>> PgTaskQueue::Open(EventLoop* loop, Supervis
   q->Reclaim();
   q->Heartbeat();
   q->Tick();
+  q->Prune();
   return q;
 }
 
@@ -201,6 +220,15 @@ Status PgTaskQueue::Init() {
       " stderr_truncated BIGINT, PRIMARY KEY(task_id, n));"
       "CREATE INDEX IF NOT EXISTS attempts_running ON attempts(daemon_id) WHERE state = 'running';"
       "CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, parallel BIGINT NOT NULL);"
+      // --retain's scan: finished tasks by end (a task enters it once, when it finishes).
+      "CREATE INDEX IF NOT EXISTS tasks_ended ON tasks(updated_ms)"
+      " WHERE state NOT IN ('queued', 'running');"
+      "END IF;"
+      // Added with --retain: a database made before gets it here, once (a new table locks none
+      // of the others). Its scan then goes without tasks_ended, which is only an index.
+      "IF to_regclass('gone_files') IS NULL THEN "
+      "CREATE TABLE gone_files (id BIGSERIAL PRIMARY KEY, owner TEXT NOT NULL, path TEXT NOT NULL);"
+      "CREATE INDEX gone_files_owner ON gone_files(owner);"
       "END IF; END $$;"
       "COMMIT;");
   if (!schema.ok()) return Error::Msg("--queue: creating the schema failed: " + schema.error());
@@ -243,8 +271,10 @@ void PgTaskQueue::Tick() {
   std::string ids = "{";
   for (const auto& [id, ws] : waiters_) ids += (ids.size() > 1 ? "," : "") + std::to_string(id);
   ids += "}";
+  // Finished, or gone already (another daemon's --retain may prune it before this tick looks).
   PgRes r = db_->Exec(
-      "SELECT id FROM tasks WHERE id = ANY($1::bigint[]) AND state NOT IN ('queued', 'running')",
+      "SELECT w FROM unnest($1::bigint[]) w WHERE NOT EXISTS (SELECT 1 FROM tasks"
+      " WHERE id = w AND state IN ('queued', 'running'))",
       {P(ids)});
   if (!r.ok()) return;
   for (int i = 0; i < r.rows(); ++i) NotifyWaiters(r.Int(i, 0));
@@ -334,11 +364,36 @@ void PgTaskQueue::Dispatch() {
     for (int64_t id : claimed) running_.erase(id);
     claimed.clear();
   }
-  for (int64_t id : claimed) StartAttempt(id);
+  std::vector<CellIdentity> started;
+  for (int64_t id : claimed) StartAttempt(id, &started);
+  RecordIdentities(started);
   dispatching_ = false;
 }
 
-void PgTaskQueue::StartAttempt(int64_t id) {
+// One statement for a whole claim's cells, not one per task: on a busy queue it was a third of
+// the round trips (and of the commits) per task.
+void PgTaskQueue::RecordIdentities(const std::vector<CellIdentity>& started) {
+  if (started.empty()) return;
+  std::string ids = "{", ns = "{", cells = "{", pids = "{", starts = "{";
+  for (const CellIdentity& c : started) {
+    const char* sep = ids.size() > 1 ? "," : "";
+    ids += sep + std::to_string(c.id);
+    ns += sep + std::to_string(c.n);
+    cells += sep + ArrayText(c.cell);
+    pids += sep + (c.pid > 0 ? std::to_string(c.pid) : "NULL");
+    starts += sep + (c.starttime > 0 ? std::to_string(c.starttime) : "NULL");
+  }
+  // The identity is informative here (teardown is by this host's Supervisor records): a failure
+  // to write it is not worth dying for.
+  (void)db_->Exec(
+      "UPDATE attempts a SET cell_id = v.cell, leader_pid = v.pid, leader_starttime = v.st"
+      " FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::bigint[])"
+      " AS v(task_id, n, cell, pid, st)"
+      " WHERE a.task_id = v.task_id AND a.n = v.n AND a.daemon_id = $6",
+      {P(ids + "}"), P(ns + "}"), P(cells + "}"), P(pids + "}"), P(starts + "}"), P(daemon_id_)});
+}
+
+void PgTaskQueue::StartAttempt(int64_t id, std::vector<CellIdentity>* started) {
   auto it = running_.find(id);
   if (it == running_.end()) return;
   Running* run = it->second.get();
@@ -347,9 +402,9 @@ void PgTaskQueue::StartAttempt(int64_t id) {
   auto cell = queue::AttemptCell(builder_, run->spec_json, run->owner, id, n);
   if (auto* failed = std::get_if<CellResult>(&cell)) return OnAttemptDone(id, n, *failed);
   CellSpec spec = std::move(std::get<CellSpec>(cell));
-  auto started = sup_->Start(run->owner, std::move(spec),
+  auto cell_or = sup_->Start(run->owner, std::move(spec),
                              [this, id, n](const CellResult& r) { OnAttemptDone(id, n, r); });
-  if (auto* refusal = std::get_if<Refusal>(&started)) {
+  if (auto* refusal = std::get_if<Refusal>(&cell_or)) {
     // Not an attempt: the cell never existed. Back to the queue for any daemon (if this fails,
     // the unrenewed lease expires and the reclaim re-queues it).
     (void)db_->Exec(
@@ -363,17 +418,13 @@ void PgTaskQueue::StartAttempt(int64_t id) {
     refused_until_ns_ = MonotonicNs() + kRefusedRetryNs;
     return;
   }
-  run->cell_id = std::get<std::string>(started);
-  pid_t pid = 0;
-  if (auto l = sup_->Find(Caller{}, run->cell_id)) pid = l->pid;
-  auto st = pid > 0 ? ReadProcStat(pid) : std::nullopt;
-  // The identity is informative here (teardown is by this host's Supervisor records): a failure
-  // to write it is not worth dying for.
-  (void)db_->Exec(
-      "UPDATE attempts SET cell_id = $1, leader_pid = $2, leader_starttime = $3"
-      " WHERE task_id = $4 AND n = $5 AND daemon_id = $6",
-      {P(run->cell_id), pid > 0 ? P(static_cast<int64_t>(pid)) : Null(),
-       st ? P(static_cast<int64_t>(st->starttime_ticks)) : Null(), P(id), P(n), P(daemon_id_)});
+  run->cell_id = std::get<std::string>(cell_or);
+  CellIdentity c{id, n, run->cell_id};
+  if (auto l = sup_->Find(Caller{}, run->cell_id)) c.pid = l->pid;
+  if (auto st = c.pid > 0 ? ReadProcStat(static_cast<pid_t>(c.pid)) : std::nullopt) {
+    c.starttime = static_cast<int64_t>(st->starttime_ticks);
+  }
+  started->push_back(std::move(c));
 }
 
 void PgTaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
@@ -429,6 +480,9 @@ void PgTaskQueue::OnAttemptDone(int64_t id, int64_t n, const CellResult& r) {
     std::fprintf(stderr,
                  "corral daemon: task queue: %s attempt %lld ended after its lease was lost\n",
                  TaskId(id).c_str(), static_cast<long long>(n));
+    // No row names these files (the attempt is crashed, or pruned already): nothing would ever
+    // remove them.
+    queue::RemoveOutputFiles(options_.state_dir, {out_path, err_path});
   }
   for (const Reply& reply : run->cancel_replies) reply(TaskJson(id, false));
   if (task_state != "queued") NotifyWaiters(id);
@@ -506,6 +560,57 @@ void PgTaskQueue::Reclaim() {
       if (owner_->on_count) owner_->on_count(s, n);
     }
   }
+}
+
+void PgTaskQueue::Prune() {
+  // See the header (Retention) for who deletes rows and who unlinks files. Each statement commits
+  // on its own (autocommit) before any file it names is unlinked. A daemon without --retain
+  // deletes no row but still drains its gone files: other daemons may prune its tasks.
+  std::vector<std::string> files;
+  std::string failure;
+  int64_t removed = 0;
+  bool retain = options_.retention_ms > 0;
+  if (retain) {
+    PgRes gone = db_->Exec(
+        "WITH c AS (SELECT id FROM tasks WHERE state IN ('succeeded', 'failed', 'timed_out',"
+        " 'crashed', 'cancelled') AND updated_ms < " NOW_MS
+        " - $1 LIMIT $3 FOR UPDATE SKIP LOCKED),"
+        " a AS (DELETE FROM attempts WHERE task_id IN (SELECT id FROM c)"
+        " RETURNING regexp_replace(daemon_id, '[0-9]+$', '') AS owner, stdout_path, stderr_path),"
+        " f AS (SELECT owner, p FROM a CROSS JOIN LATERAL (VALUES (stdout_path), (stderr_path))"
+        " v(p) WHERE p <> ''),"
+        " o AS (INSERT INTO gone_files (owner, path) SELECT owner, p FROM f WHERE owner <> $2),"
+        " t AS (DELETE FROM tasks WHERE id IN (SELECT id FROM c) RETURNING state)"
+        " SELECT true, p FROM f WHERE owner = $2 UNION ALL SELECT false, state FROM t",
+        {P(options_.retention_ms), P(daemon_prefix_), P(queue::kPruneBatch)});
+    if (!gone.ok()) failure = gone.error();
+    for (int i = 0; gone.ok() && i < gone.rows(); ++i) {
+      if (gone.Bool(i, 0)) {
+        files.push_back(gone.Text(i, 1));
+        continue;
+      }
+      ++removed;
+      // Other daemons' counts catch up at their next Reclaim.
+      int64_t& count = owner_->counts_[gone.Text(i, 1)];
+      if (count > 0) --count;
+      if (owner_->on_count) owner_->on_count(gone.Text(i, 1), count);
+    }
+  }
+  PgRes handed = db_->Exec(
+      "DELETE FROM gone_files WHERE id IN (SELECT id FROM gone_files WHERE owner = $1"
+      " LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING path",
+      {P(daemon_prefix_), P(queue::kPruneBatch)});
+  if (!handed.ok() && failure.empty()) failure = handed.error();
+  for (int i = 0; handed.ok() && i < handed.rows(); ++i) files.push_back(handed.Text(i, 0));
+  removed = std::max<int64_t>(removed, handed.ok() ? handed.rows() : 0);
+  queue::RemoveOutputFiles(options_.state_dir, files);
+  if (!failure.empty() && !prune_failing_) {
+    std::fprintf(stderr, "corral daemon: task queue: pruning finished tasks failed: %s",
+                 failure.c_str());
+  }
+  prune_failing_ = !failure.empty();
+  int64_t next_ms = queue::NextPruneMs(retain ? options_.retention_ms : kDrainOnlyMs, removed);
+  prune_timer_ = loop_->AddTimer(MonotonicNs() + next_ms * kNsPerMs, [this] { Prune(); });
 }
 
 void PgTaskQueue::NotifyWaiters(int64_t id) {

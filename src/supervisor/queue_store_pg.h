@@ -17,6 +17,18 @@
 //   daemon's cells are torn down by its own state dir's sweeper on restart; that restart also
 //   marks its previous incarnation's attempts crashed at once (same host and state dir, held by
 //   the flock, so no live daemon owns them).
+// - Retention (`--retain DUR`): every daemon prunes, each turn one statement that deletes at most
+//   500 finished tasks ended (database clock) more than DUR ago, with their attempts, picked
+//   `FOR UPDATE SKIP LOCKED`: daemons pruning at once take disjoint rows, each task goes once.
+//   Output files are on the host, in the state dir, of the daemon that ran the attempt, and a
+//   daemon unlinks only files of its own state dir. So the prune statement also hands the file
+//   names of other daemons' attempts to their owners through the `gone_files` table (owner: the
+//   daemon id up to its pid, i.e. host and state dir, which outlives a restart); each daemon
+//   drains its own rows there (500 a turn, deleted as it reads them; with or without --retain of
+//   its own, every 5 s then) and unlinks its own files.
+//   Either way a file is unlinked only after the statement that deleted its row committed: a
+//   crash in between leaves a file, never a row pointing at nothing. A daemon that never comes
+//   back leaves its names in `gone_files`, as its files stay on its host.
 // - Every call to libpq is blocking and made from the loop's thread (no threads): each is one
 //   statement, one round trip, meant for loopback or a LAN. A database far away or stalled stalls
 //   the daemon's loop; conninfo's connect_timeout / keepalives / tcp_user_timeout bound that.
@@ -83,11 +95,20 @@ class PgTaskQueue {
   Status Init();
   void ScheduleDispatch();
   void Dispatch();
-  void StartAttempt(int64_t id);
+  // Where an attempt's cell runs: written to its row after the cells of a claim started, all in
+  // one statement. 0: unknown (a cell queued in the Supervisor has no leader yet).
+  struct CellIdentity {
+    int64_t id = 0, n = 0;
+    std::string cell;
+    int64_t pid = 0, starttime = 0;
+  };
+  void StartAttempt(int64_t id, std::vector<CellIdentity>* started);
+  void RecordIdentities(const std::vector<CellIdentity>& started);
   void OnAttemptDone(int64_t id, int64_t n, const CellResult& r);
   void Tick();       // every 100 ms: dispatch, waiters of other daemons' tasks
   void Heartbeat();  // every lease/3
   void Reclaim();    // every lease/2: expired leases; counts
+  void Prune();      // --retain: finished tasks past it, a bounded batch a turn; our gone files
   void LoadLimits();
   void LoseAttempt(Running* r, const char* why);
   void NotifyWaiters(int64_t id);
@@ -108,11 +129,13 @@ class PgTaskQueue {
   std::map<int64_t, std::map<uint64_t, std::function<void(Json)>>> waiters_;
   uint64_t waiter_seq_ = 0;
   int recovered_crashed_ = 0;
-  EventLoop::Token dispatch_timer_ = 0, tick_timer_ = 0, heartbeat_timer_ = 0, reclaim_timer_ = 0;
+  EventLoop::Token dispatch_timer_ = 0, tick_timer_ = 0, heartbeat_timer_ = 0, reclaim_timer_ = 0,
+                   prune_timer_ = 0;
   int64_t refused_until_ns_ = 0;
   uint64_t ticks_ = 0;
   bool dispatching_ = false;
   bool claim_failing_ = false;  // logged once per outage
+  bool prune_failing_ = false;  // likewise
 };
 
 }  // namespace corral

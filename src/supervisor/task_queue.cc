@@ -435,7 +435,6 @@ void TaskQueue::ScheduleFlush() {
 
 void TaskQueue::Prune() {
   prune_timer_ = 0;
-  constexpr int kBatch = 500;  // a bounded turn of the loop, however much has expired
   int64_t cutoff = NowMs() - options_.retention_ms;
   struct Gone {
     int64_t id;
@@ -445,7 +444,7 @@ void TaskQueue::Prune() {
   auto& q = db_->Q(
       "SELECT id, state FROM tasks WHERE state IN ('succeeded', 'failed', 'timed_out', 'crashed',"
       " 'cancelled') AND updated_ms < ?1 ORDER BY updated_ms LIMIT ?2");
-  q.Bind(1, cutoff).Bind(2, kBatch);
+  q.Bind(1, cutoff).Bind(2, queue::kPruneBatch);
   while (q.Step()) gone.push_back({q.Int(0), q.Text(1)});
   if (!gone.empty()) {
     std::vector<std::string> files;
@@ -464,16 +463,12 @@ void TaskQueue::Prune() {
     }
     // The files go once the rows are durably gone: a crash in between leaves files, not rows
     // pointing at nothing.
-    AfterCommit([files = std::move(files)] {
-      for (const std::string& f : files) unlink(f.c_str());
+    AfterCommit([dir = options_.state_dir, files = std::move(files)] {
+      queue::RemoveOutputFiles(dir, files);
     });
     ScheduleFlush();
   }
-  // A full batch: more may have expired, go on soon. Otherwise look again in a tenth of the
-  // retention (between 1 s and 1 h).
-  int64_t next_ms = static_cast<int64_t>(gone.size()) == kBatch
-                        ? 10
-                        : std::clamp<int64_t>(options_.retention_ms / 10, 1000, 3600 * 1000);
+  int64_t next_ms = queue::NextPruneMs(options_.retention_ms, static_cast<int64_t>(gone.size()));
   prune_timer_ = loop_->AddTimer(MonotonicNs() + next_ms * kNsPerMs, [this] { Prune(); });
 }
 

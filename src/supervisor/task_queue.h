@@ -70,7 +70,8 @@ struct TaskQueueOptions {
   // --max-running); 0: no cap of the queue's own.
   int64_t parallel = 0;
   // Finished tasks, their attempts and output files are removed this long after they ended;
-  // 0: kept until removed by hand. SQLite queue only.
+  // 0: kept until removed by hand. On PostgreSQL each daemon removes only its own output files
+  // (queue_store_pg.h).
   int64_t retention_ms = 0;
 };
 

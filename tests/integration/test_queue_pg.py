@@ -361,6 +361,112 @@ def test_key_retry_and_logs_across_daemons(pg, tmp):
             b.stop()
 
 
+def output_files(d, tid=None):
+    tasks = os.path.join(d.state, "tasks")
+    return sorted(os.path.join(tasks, f) for f in os.listdir(tasks)
+                  if tid is None or f.startswith(tid + "."))
+
+
+def test_retain_removes_finished_tasks_and_their_output_files(pg, tmp):
+    db, url = pg.new_db()
+    d = Daemon(extra=["--queue", url, "--retain", "2s"])
+    try:
+        done = d.call("submit", {"shell": "echo kept-for-2s; echo err >&2"})["result"]["id"]
+        t = d.call("task_wait", {"id": done, "timeout_s": 20})["result"]
+        assert t["state"] == "succeeded"
+        assert d.call("task_output", {"id": done})["result"]["data"] == "kept-for-2s\n"
+        files = output_files(d, done)
+        assert len(files) == 2, files  # stdout and stderr, the only streams with bytes
+        # A task still running when the others expire is not touched.
+        live = d.call("submit", {"argv": ["/bin/sleep", "30"]})["result"]["id"]
+        wait_until(lambda: d.call("task", {"id": live})["result"]["state"] == "running",
+                   what="long task running")
+        wait_until(lambda: "error" in d.call("task", {"id": done}), timeout=15,
+                   what="finished task removed after --retain")
+        # Not before its retention (the database's clock and this host's are the same here).
+        assert time.time() >= t["updated"] + 2.0 - 0.05
+        assert not any(os.path.exists(f) for f in files)
+        tid = done[2:]
+        assert pg.sql(db, f"SELECT count(*) FROM attempts WHERE task_id = {tid}") == [["0"]]
+        c = counts(d)
+        assert c["succeeded"] == 0 and c["running"] == 1, c
+        assert d.call("task", {"id": live})["result"]["state"] == "running"
+        assert d.call("cancel", {"id": live})["result"]["state"] == "cancelled"
+        assert "failed" not in d.text(), d.text()
+    finally:
+        d.stop()
+    assert d.proc.returncode == 0
+
+
+def test_retain_on_two_daemons_removes_each_task_once(pg, tmp):
+    """Both daemons prune the shared rows at once (SKIP LOCKED: disjoint batches); each unlinks
+    the files of its own state dir, the others' reach it through gone_files."""
+    db, url = pg.new_db()
+    out = os.path.join(tmp, "ran")
+    n = 300
+    a = Daemon(extra=["--queue", url, "--retain", "2s", "--max-running", "8"])
+    b = None
+    try:
+        b = Daemon(extra=["--queue", url, "--retain", "2s", "--max-running", "8"])
+        live = a.call("submit", {"argv": ["/bin/sleep", "60"]})["result"]["id"]
+        params = [{"shell": 'echo "$CORRAL_TASK" >> ' + out + '; echo "$CORRAL_TASK"'}] * n
+        ids = submit_many(a, params[:n // 2]) + submit_many(b, params[n // 2:])
+        wait_until(lambda: len(lines(out)) == n, timeout=120, interval=0.2,
+                   what=f"{n} tasks to run")
+        wait_until(lambda: pg.sql(db, "SELECT count(*) FROM tasks") == [["1"]], timeout=30,
+                   interval=0.2, what="every finished task pruned")
+        assert sorted(lines(out)) == sorted(ids), "a task ran twice or not at all"
+        ran = dict(pg.sql(db, "SELECT daemon_pid, count(*) FROM attempts GROUP BY 1"))
+        assert ran == {str(a.proc.pid): "1"} or ran == {str(b.proc.pid): "1"}, ran
+        # Each daemon's output files go, drained from gone_files by their owner.
+        wait_until(lambda: output_files(a) == output_files(b) == [] and
+                   pg.sql(db, "SELECT count(*) FROM gone_files") == [["0"]],
+                   timeout=15, what="every output file removed by its daemon")
+        assert "error" not in d_call_state(a, live) and d_call_state(a, live) == "running"
+        for d in (a, b):
+            wait_until(lambda: counts(d)["succeeded"] == 0 and counts(d)["running"] == 1,
+                       timeout=30, what="counts to catch up")
+        for d in (a, b):
+            assert "failed" not in d.text() and "error" not in d.text().lower(), d.text()
+    finally:
+        a.stop()
+        if b:
+            b.stop()
+    assert a.proc.returncode == 0 and b.proc.returncode == 0
+
+
+def d_call_state(d, tid):
+    r = d.call("task", {"id": tid})
+    return r["result"]["state"] if "result" in r else "error"
+
+
+def test_daemon_without_retain_removes_files_of_tasks_another_pruned(pg, tmp):
+    """A ran the tasks (files in A's state dir) and keeps everything; B prunes the rows with
+    --retain; A unlinks its files once B's deletion is committed, never B."""
+    db, url = pg.new_db()
+    a = Daemon(extra=["--queue", url])
+    b = None
+    try:
+        ids = submit_many(a, [{"shell": "echo out; echo err >&2"}] * 5)
+        for tid in ids:
+            assert a.call("task_wait", {"id": tid, "timeout_s": 20})["result"]["state"] == \
+                "succeeded"
+        files = output_files(a)
+        assert len(files) == 10, files
+        b = Daemon(extra=["--queue", url, "--retain", "1s"])
+        wait_until(lambda: pg.sql(db, "SELECT count(*) FROM tasks") == [["0"]], timeout=15,
+                   what="B to prune A's tasks")
+        # The rows are gone; the files stay until A drains the names B handed it.
+        wait_until(lambda: not any(os.path.exists(f) for f in files), timeout=20,
+                   what="A to remove its own files")
+        assert pg.sql(db, "SELECT count(*) FROM gone_files") == [["0"]]
+    finally:
+        a.stop()
+        if b:
+            b.stop()
+    assert a.proc.returncode == 0 and b.proc.returncode == 0
+
+
 def test_bad_conninfo_is_a_clear_error(tmp):
     port = free_port()  # nothing listens there
     r = subprocess.run([CORRAL, "daemon", "--socket", os.path.join(tmp, "s"), "--state-dir",
@@ -376,3 +482,7 @@ def test_bad_conninfo_is_a_clear_error(tmp):
     assert r.returncode == 125 and b"neither sqlite nor a PostgreSQL conninfo" in r.stderr
     r = corral("daemon", "--queue", "postgres://x/y", "--lease", "soon")
     assert r.returncode == 125 and b"--lease: 'soon'" in r.stderr
+    for bad, why in (("soon", b"--retain: 'soon' is not a duration"),
+                     ("500ms", b"--retain: '500ms' is not a duration of 1s or more")):
+        r = corral("daemon", "--queue", "postgres://x/y", "--retain", bad)
+        assert r.returncode == 125 and why in r.stderr, r
