@@ -443,8 +443,11 @@ std::unique_ptr<PoolSlot> CgroupPool::Claim() {
     if (Refresh(slot.get())) return slot;
     held_[i] = false;  // not clean: let it go (unlocks), the next claimer checks it
   }
+  bool hints[kPoolSlots];
+  std::copy(std::begin(busy_hint_), std::end(busy_hint_), std::begin(hints));
+  std::fill(std::begin(busy_hint_), std::end(busy_hint_), false);  // one Claim only
   for (int i = 0; i < kPoolSlots; ++i) {
-    if (held_[i]) continue;
+    if (held_[i] || hints[i]) continue;
     int killed = 0;
     std::unique_ptr<PoolSlot> slot = LockSlot(i, /*create=*/true, &killed, nullptr);
     if (slot == nullptr) continue;
@@ -495,6 +498,7 @@ int CgroupPool::Sweep() {
     bool exists = false;
     std::unique_ptr<PoolSlot> slot = LockSlot(i, /*create=*/false, &killed, &exists);
     if (exists) ++seen;
+    busy_hint_[i] = exists && slot == nullptr;
     if (slot != nullptr && i >= kKeptSlots) {
       slot->dirs.Remove();  // a dead owner's overflow slot, empty: not kept at rest
       continue;

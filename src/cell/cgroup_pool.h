@@ -195,6 +195,9 @@ class CgroupPool {
   ContainmentConfig config_;  // without the pool pointer itself
   std::mutex mu_;
   bool held_[kPoolSlots] = {};  // locked by this process (free list or in use)
+  // Found held by another live owner (or not empty) by the last Sweep: the next Claim does not
+  // try them again (a `corral run` beside a busy daemon would lock-probe each twice).
+  bool busy_hint_[kPoolSlots] = {};
   std::vector<std::unique_ptr<PoolSlot>> free_;
 };
 
