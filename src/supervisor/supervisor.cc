@@ -48,7 +48,6 @@ std::optional<std::string> ReadKept(UniqueFd* fd, const std::string& path) {
   return std::string(buf, static_cast<size_t>(n));
 }
 
-
 }  // namespace
 
 Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, SupervisorOptions options) {
