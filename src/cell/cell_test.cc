@@ -92,6 +92,25 @@ class CellTest : public ::testing::TestWithParam<ContainmentMode> {
   }
 
   CellResult Run(CellSpec s) { return RunCellSync(host_.get(), std::move(s)); }
+
+  // Another owner in this process, as the next `corral run` would be: its own loop, host, pool
+  // and locks. host is null if it could not be made.
+  struct Owner {
+    std::unique_ptr<EventLoop> loop;
+    std::unique_ptr<CellHost> host;  // destroyed before its loop
+  };
+  Owner NewOwner() {
+    Owner o;
+    auto config = ChooseContainment(GetParam());
+    auto loop = EventLoop::Create();
+    if (!config.ok() || !loop.ok()) return o;
+    o.loop = std::move(loop).value();
+    HostOptions opts;
+    opts.containment = config.value();
+    auto host = CellHost::Create(o.loop.get(), opts);
+    if (host.ok()) o.host = std::move(host).value();
+    return o;
+  }
   bool IsCgroup() const { return config_.mode != ContainmentMode::kPgroup; }
   bool HasLimits() const {
     return config_.mode == ContainmentMode::kCgroup1 || !config_.v2_enabled.empty();
@@ -500,18 +519,12 @@ TEST_P(CellTest, SlotsKilledByACrashedOwnerStillTakeCells) {
   }
   other = Error::Msg("gone");
   // A new owner (as the next `corral run` would be) takes them.
-  auto mine = ChooseContainment(GetParam());
-  ASSERT_TRUE(mine.ok());
-  auto loop = EventLoop::Create();
-  ASSERT_TRUE(loop.ok());
-  HostOptions opts;
-  opts.containment = mine.value();
-  auto host = CellHost::Create(loop->get(), opts);
-  ASSERT_TRUE(host.ok()) << host.error().message();
+  Owner mine = NewOwner();
+  ASSERT_NE(mine.host, nullptr);
   for (int i = 0; i < 3; ++i) {
     CellSpec s = Spec({});
     s.argv = {"/bin/cat", "/proc/self/cgroup"};
-    CellResult r = RunCellSync(host->get(), s);
+    CellResult r = RunCellSync(mine.host.get(), s);
     ASSERT_EQ(r.state, CellState::kExited) << DumpJson(ResultToJson(r));
     EXPECT_EQ(r.exit_code, 0);
     EXPECT_NE(V2PathIn(r.stdout_data).find("/pool/"), std::string::npos) << r.stdout_data;
@@ -524,29 +537,20 @@ TEST_P(CellTest, SlotsKilledByACrashedOwnerStillTakeCells) {
 // dies at birth (regression: each later `corral run` paid a refused clone and a cgroup.procs join).
 TEST_P(CellTest, ASlotKilledByItsOwnCellIsMadeAfreshWhenItsOwnerEnds) {
   if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
-  auto config = ChooseContainment(GetParam());
-  ASSERT_TRUE(config.ok());
-  auto loop = EventLoop::Create();
-  ASSERT_TRUE(loop.ok());
-  HostOptions opts;
-  opts.containment = config.value();
-  auto host = CellHost::Create(loop->get(), opts);
-  ASSERT_TRUE(host.ok()) << host.error().message();
+  Owner owner = NewOwner();
+  ASSERT_NE(owner.host, nullptr);
   CellSpec s = Spec({});
   s.argv = {"/bin/sh", "-c", std::string("cat /proc/self/cgroup; exec ") + kPayload + " sleep 30"};
   s.timeout_ns = 300 * kNsPerMs;
   s.grace_ns = 0;
-  CellResult r = RunCellSync(host->get(), s);
+  CellResult r = RunCellSync(owner.host.get(), s);
   ASSERT_EQ(r.state, CellState::kTimedOut) << DumpJson(ResultToJson(r));
   std::string rel = V2PathIn(r.stdout_data);
   ASSERT_NE(rel.find("/pool/"), std::string::npos) << r.stdout_data;
   std::string dir = config_.v2_root.substr(0, config_.v2_root.rfind('/')) + rel;
   struct stat before {};
   ASSERT_EQ(stat(dir.c_str(), &before), 0) << dir;
-  // The owner ends, as `corral run` does after its result: the last holder of the pool goes.
-  host.value().reset();
-  opts.containment.pool.reset();
-  config = Error::Msg("gone");
+  owner.host.reset();  // the owner ends, as `corral run` does after its result: its pool goes
   struct stat after {};
   if (stat(dir.c_str(), &after) == 0) {
     EXPECT_NE(after.st_ino, before.st_ino) << dir << " is still the killed directory";
