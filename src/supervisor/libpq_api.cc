@@ -28,6 +28,8 @@ const LibPqApi* LoadLibPq(std::string* error) {
     sym(&a.PQfinish, "PQfinish");
     sym(&a.PQexec, "PQexec");
     sym(&a.PQexecParams, "PQexecParams");
+    sym(&a.PQprepare, "PQprepare");
+    sym(&a.PQexecPrepared, "PQexecPrepared");
     sym(&a.PQresultStatus, "PQresultStatus");
     sym(&a.PQresultErrorMessage, "PQresultErrorMessage");
     sym(&a.PQntuples, "PQntuples");

@@ -18,6 +18,8 @@ struct LibPqApi {
   decltype(&::PQfinish) PQfinish;
   decltype(&::PQexec) PQexec;
   decltype(&::PQexecParams) PQexecParams;
+  decltype(&::PQprepare) PQprepare;
+  decltype(&::PQexecPrepared) PQexecPrepared;
   decltype(&::PQresultStatus) PQresultStatus;
   decltype(&::PQresultErrorMessage) PQresultErrorMessage;
   decltype(&::PQntuples) PQntuples;
