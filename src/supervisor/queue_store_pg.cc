@@ -112,8 +112,10 @@ class PgTaskQueue::Conn {
   // unanswered query: ~11 s of keepalives; unacknowledged data: 10 s), and no JIT: the claim's
   // estimated cost passes jit_above_cost once the queue holds some thousands of tasks, and every
   // claim then spent ~15 ms compiling a plan that runs in 1 ms (at 10,000 queued tasks, a third
-  // of the throughput). The conninfo's own values win: it is expanded after them (its `options`
-  // replace this one).
+  // of the throughput). Custom plans for the prepared statements (see Exec): the claim's best
+  // plan depends on its parameters, and a generic one cost a single daemon a sixth of its
+  // throughput. The conninfo's own values win: it is expanded after them (its `options` replace
+  // this one).
   static Result<std::unique_ptr<Conn>> Open(const std::string& conninfo) {
     const char* keys[] = {"connect_timeout",
                           "keepalives_idle",
@@ -123,7 +125,10 @@ class PgTaskQueue::Conn {
                           "options",
                           "dbname",
                           nullptr};
-    const char* values[] = {"5", "5", "2", "3", "10000", "-c jit=off", conninfo.c_str(), nullptr};
+    const char* values[] = {"5",     "5",
+                            "2",     "3",
+                            "10000", "-c jit=off -c plan_cache_mode=force_custom_plan",
+                            conninfo.c_str(), nullptr};
     std::string why;
     if ((g_pq = LoadLibPq(&why)) == nullptr) return Error::Msg("--queue postgres: " + why);
     auto c = std::make_unique<Conn>();
