@@ -3,6 +3,8 @@
 #include "api/task_methods.h"
 
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "api/rpc_methods.h"
 #include "sys/clock.h"
@@ -50,6 +52,18 @@ void Answer(UnixServer* server, TaskQueue* queue, const ReplyTo& to,
   queue->WhenDurable([reply = ReplyWith(server, to), r = std::move(r)]() mutable {
     reply(std::move(r));
   });
+}
+
+// The "id" of a call that takes only that; nullopt after replying with the error.
+std::optional<std::string> OnlyIdParam(UnixServer* server, const Call& call) {
+  ParamReader p(call.request.params);
+  p.RejectUnknown({"id"});
+  auto id = p.String("id", true);
+  if (!p.ok()) {
+    server->ReplyError(call.reply_to, p.error());
+    return std::nullopt;
+  }
+  return id;
 }
 
 }  // namespace
@@ -125,14 +139,8 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
   });
 
   server->Handle("task", [server, queue](Call call) {
-    ParamReader p(call.request.params);
-    p.RejectUnknown({"id"});
-    auto id = p.String("id", true);
-    if (!p.ok()) {
-      server->ReplyError(call.reply_to, p.error());
-      return;
-    }
-    Answer(server, queue, call.reply_to, queue->Get(CallerOf(call), *id));
+    auto id = OnlyIdParam(server, call);
+    if (id) Answer(server, queue, call.reply_to, queue->Get(CallerOf(call), *id));
   });
 
   server->Handle("task_wait", [server, queue, loop](Call call) {
@@ -176,14 +184,8 @@ void RegisterTaskMethods(UnixServer* server, TaskQueue* queue, EventLoop* loop) 
   for (auto [name, action] : {std::pair<const char*, IdAction>{"cancel", &TaskQueue::Cancel},
                               std::pair<const char*, IdAction>{"retry", &TaskQueue::Retry}}) {
     server->Handle(name, [server, queue, action](Call call) {
-      ParamReader p(call.request.params);
-      p.RejectUnknown({"id"});
-      auto id = p.String("id", true);
-      if (!p.ok()) {
-        server->ReplyError(call.reply_to, p.error());
-        return;
-      }
-      (queue->*action)(CallerOf(call), *id, ReplyWith(server, call.reply_to));
+      auto id = OnlyIdParam(server, call);
+      if (id) (queue->*action)(CallerOf(call), *id, ReplyWith(server, call.reply_to));
     });
   }
 
