@@ -147,7 +147,7 @@ uint64_t CountEntries(int dirfd, const char* path) {
 // Lists the numeric entries of a /proc-like directory with getdents64 and a large buffer (a few
 // system calls for the whole of /proc). The buffer is the caller's, on the heap and not zeroed:
 // a static thread_local one was zeroed into every process and thread of the binary at start
-// (two instances, 32 page faults, about 0.4 ms of every `corral run` here).
+// (two instances: 32 page faults at the start of every `corral run`, daemon thread, ...).
 constexpr size_t kDentsBufBytes = 65536;
 template <typename F>
 void ForEachPid(int dirfd, char* buf, F&& fn) {
