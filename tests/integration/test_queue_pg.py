@@ -117,6 +117,13 @@ def submit_many(d, params_list):
     return ids
 
 
+def stop(*daemons):
+    """Stops each daemon that was started (a test may fail before starting all)."""
+    for d in daemons:
+        if d:
+            d.stop()
+
+
 def counts(d):
     return d.call("tasks", {"limit": 1})["result"]["counts"]
 
@@ -156,9 +163,7 @@ def test_two_daemons_run_every_task_exactly_once(pg, tmp):
         t = b.call("task_wait", {"id": ids[0]})["result"]
         assert t["state"] == "succeeded" and len(t["attempt_list"]) == 1
     finally:
-        a.stop()
-        if b:
-            b.stop()
+        stop(a, b)
     assert a.proc.returncode == 0 and b.proc.returncode == 0
 
 
@@ -211,9 +216,7 @@ def test_killed_daemon_tasks_finish_on_the_other_after_its_lease(pg, tmp):
         if a.proc.poll() is None:
             a.proc.kill()
             a.proc.wait()
-        a.stop()
-        if b:
-            b.stop()
+        stop(a, b)
     # A's state dir: its next start tears down whatever its cells left, then stops cleanly.
     a2 = Daemon(extra=["--queue", url, "--lease", "2s"], state_dir=state_a)
     a2.stop()
@@ -246,9 +249,7 @@ def test_lost_lease_kills_the_cell(pg, tmp):
         wait_until(lambda: "its lease was reclaimed" in a.text(), what="A to say why")
         assert a.call("task", {"id": tid})["result"]["state"] == "crashed"
     finally:
-        a.stop()
-        if b:
-            b.stop()
+        stop(a, b)
     assert a.proc.returncode == 0, a.text()
 
 
@@ -301,9 +302,7 @@ def test_cancel_through_another_daemon(pg, tmp):
         assert t["state"] == "cancelled"
         assert a.call("task", {"id": tid})["result"]["attempt_list"][0]["state"] == "cancelled"
     finally:
-        a.stop()
-        if b:
-            b.stop()
+        stop(a, b)
 
 
 def test_group_limit_holds_across_daemons(pg, tmp):
@@ -329,9 +328,7 @@ def test_group_limit_holds_across_daemons(pg, tmp):
         # Both daemons claim from the group; which one wins each freed slot is a race (often the
         # daemon whose cell just ended), so who ran what is not asserted.
     finally:
-        a.stop()
-        if b:
-            b.stop()
+        stop(a, b)
 
 
 def test_key_retry_and_logs_across_daemons(pg, tmp):
@@ -356,9 +353,7 @@ def test_key_retry_and_logs_across_daemons(pg, tmp):
         assert "already finished" in e["message"]
         assert "no task 't-999'" in b.call("task", {"id": "t-999"})["error"]["message"]
     finally:
-        a.stop()
-        if b:
-            b.stop()
+        stop(a, b)
 
 
 def output_files(d, tid=None):
@@ -429,9 +424,7 @@ def test_retain_on_two_daemons_removes_each_task_once(pg, tmp):
         for d in (a, b):
             assert "failed" not in d.text() and "error" not in d.text().lower(), d.text()
     finally:
-        a.stop()
-        if b:
-            b.stop()
+        stop(a, b)
     assert a.proc.returncode == 0 and b.proc.returncode == 0
 
 
@@ -461,9 +454,7 @@ def test_daemon_without_retain_removes_files_of_tasks_another_pruned(pg, tmp):
                    what="A to remove its own files")
         assert pg.sql(db, "SELECT count(*) FROM gone_files") == [["0"]]
     finally:
-        a.stop()
-        if b:
-            b.stop()
+        stop(a, b)
     assert a.proc.returncode == 0 and b.proc.returncode == 0
 
 
