@@ -7,11 +7,13 @@
 
 namespace corral {
 
-Result<std::unique_ptr<DurableSync>> DurableSync::Start(const std::string& wal_path) {
+Result<std::unique_ptr<DurableSync>> DurableSync::Start(const std::string& wal_path,
+                                                       std::function<void()> checkpoint) {
   ASSIGN_OR_RETURN(UniqueFd wal, OpenFile(wal_path, O_RDWR | O_CLOEXEC));
   UniqueFd event(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!event) return Error::FromErrno("eventfd", "task queue sync");
-  std::unique_ptr<DurableSync> s(new DurableSync(std::move(wal), std::move(event)));
+  std::unique_ptr<DurableSync> s(
+      new DurableSync(std::move(wal), std::move(event), std::move(checkpoint)));
   s->thread_ = std::thread([p = s.get()] { p->Run(); });
   return s;
 }
@@ -25,9 +27,10 @@ DurableSync::~DurableSync() {
   if (thread_.joinable()) thread_.join();
 }
 
-void DurableSync::Request(uint64_t seq) {
+void DurableSync::Request(uint64_t seq, int wal_frames) {
   {
     std::lock_guard<std::mutex> lock(mu_);
+    wal_frames_ = wal_frames;
     if (seq <= requested_) return;
     requested_ = seq;
   }
@@ -66,6 +69,12 @@ void DurableSync::Run() {
     }
     uint64_t one = 1;
     (void)!write(event_.get(), &one, sizeof one);
+    if (st.ok() && checkpoint_ && wal_frames_ >= kCheckpointFrames) {
+      wal_frames_ = 0;  // the next commit's count says where the WAL is then
+      lock.unlock();
+      checkpoint_();  // after the answers were released: it takes two fsyncs
+      lock.lock();
+    }
   }
 }
 

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
 namespace corral {
 namespace {
 
@@ -35,6 +38,33 @@ TEST(DurableSync, ReportsTheHighestRequestedSeqAfterASync) {
     pollfd p{(*s)->event_fd(), POLLIN, 0};
     EXPECT_EQ(poll(&p, 1, 100), 0);
     EXPECT_TRUE((*s)->SyncNow().ok());
+  }
+  unlink(path);
+}
+
+TEST(DurableSync, CheckpointsOnItsThreadOnlyOnceTheWalHoldsEnoughFrames) {
+  char path[] = "/var/tmp/corral-durable-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  {
+    std::atomic<int> checkpoints{0};
+    std::atomic<bool> on_caller_thread{false};
+    std::thread::id caller = std::this_thread::get_id();
+    auto s = DurableSync::Start(path, [&] {
+      if (std::this_thread::get_id() == caller) on_caller_thread = true;
+      ++checkpoints;
+    });
+    ASSERT_TRUE(s.ok()) << s.error().message();
+    (*s)->Request(1, DurableSync::kCheckpointFrames - 1);
+    while (WaitDone(**s) < 1) {
+    }
+    (*s)->Request(2, DurableSync::kCheckpointFrames);
+    while (WaitDone(**s) < 2) {
+    }
+    for (int i = 0; i < 500 && checkpoints == 0; ++i) usleep(1000);  // runs after the event
+    EXPECT_EQ(checkpoints, 1);
+    EXPECT_FALSE(on_caller_thread);
   }
   unlink(path);
 }

@@ -93,6 +93,7 @@ class TaskQueue::Db {
       sqlite3_reset(s_);
       sqlite3_clear_bindings(s_);
     }
+    sqlite3_stmt* raw() const { return s_; }
 
    private:
     void Check(int rc) {
@@ -146,10 +147,55 @@ class TaskQueue::Db {
     return *it->second;
   }
   int64_t LastId() const { return sqlite3_last_insert_rowid(db_); }
+  sqlite3* raw() const { return db_; }
+  // Resets every cached statement. A statement stepped to a row and left there keeps the
+  // connection in a read transaction, and SQLite's automatic checkpoint after a COMMIT then gives
+  // up (SQLITE_LOCKED, silently): the WAL grew by every commit, 23 KiB a task, without end.
+  void ResetAll() {
+    for (auto& [sql, stmt] : stmts_) sqlite3_reset(stmt->raw());
+  }
 
  private:
   sqlite3* db_ = nullptr;
   std::map<const char*, std::unique_ptr<Stmt>> stmts_;
+};
+
+// The sync thread's own connection, which moves the WAL's pages into the database file
+// (durable_sync.h). Used on that thread only.
+class WalCheckpointer {
+ public:
+  explicit WalCheckpointer(std::string path) : path_(std::move(path)) {}
+  ~WalCheckpointer() {
+    if (db_ != nullptr) sqlite3_close(db_);
+  }
+  void Run() {
+    if (db_ == nullptr) {
+      int rc = sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
+                               nullptr);
+      // A first read opens the WAL (until then a checkpoint does nothing and says "ok").
+      if (rc == SQLITE_OK) rc = sqlite3_exec(db_, "PRAGMA schema_version", nullptr, nullptr, nullptr);
+      if (rc != SQLITE_OK) {
+        Report(db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
+        sqlite3_close(db_);
+        db_ = nullptr;
+        return;
+      }
+    }
+    // PASSIVE: waits for nobody; SQLITE_BUSY only says another checkpoint is running.
+    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) Report(sqlite3_errmsg(db_));
+  }
+
+ private:
+  void Report(const char* why) {
+    if (reported_) return;  // once: the WAL then grows until the cause goes
+    reported_ = true;
+    std::fprintf(stderr, "corral daemon: task queue: checkpoint of %s failed: %s\n",
+                 path_.c_str(), why);
+  }
+  std::string path_;
+  sqlite3* db_ = nullptr;
+  bool reported_ = false;
 };
 
 std::optional<int64_t> TaskQueue::ParseId(const std::string& id) {
@@ -247,9 +293,20 @@ Status TaskQueue::Init() {
       "CREATE TABLE IF NOT EXISTS groups (name TEXT PRIMARY KEY, parallel INTEGER NOT NULL);"));
   // The WAL is fsynced off the loop (durable_sync.h); where its file cannot be opened, every
   // COMMIT fsyncs instead (synchronous=FULL above).
-  if (auto sync = DurableSync::Start(dir + "/tasks.db-wal"); sync.ok()) {
+  auto checkpointer = std::make_shared<WalCheckpointer>(dir + "/tasks.db");
+  if (auto sync = DurableSync::Start(dir + "/tasks.db-wal", [checkpointer] { checkpointer->Run(); });
+      sync.ok()) {
     TRY(db_->Exec("PRAGMA synchronous=NORMAL;"));
     sync_ = std::move(sync).value();
+    // Counts the WAL's frames for the sync thread's checkpoints, and so also turns off SQLite's
+    // own, which would run in a COMMIT on the loop.
+    sqlite3_wal_hook(
+        db_->raw(),
+        [](void* q, sqlite3*, const char*, int frames) {
+          static_cast<TaskQueue*>(q)->wal_frames_ = frames;
+          return SQLITE_OK;
+        },
+        this);
     ASSIGN_OR_RETURN(sync_token_,
                      loop_->Add(sync_->event_fd(), EPOLLIN, [this](uint32_t) { OnSynced(); }));
   } else {
@@ -377,6 +434,7 @@ void TaskQueue::AfterCommit(std::function<void()> fn) { after_commit_.push_back(
 
 bool TaskQueue::Commit() {
   if (in_tx_) {
+    db_->ResetAll();
     db_->MustExec("COMMIT");
     in_tx_ = false;
     ++commit_seq_;
@@ -387,7 +445,7 @@ bool TaskQueue::Commit() {
   after_commit_.clear();
   for (auto& fn : actions) durable_waiters_.emplace_back(commit_seq_, std::move(fn));
   if (durable_seq_ < commit_seq_) {
-    sync_->Request(commit_seq_);
+    sync_->Request(commit_seq_, wal_frames_);
   } else {
     RunDurable();
   }

@@ -212,6 +212,7 @@ class TaskQueue {
   std::unique_ptr<DurableSync> sync_;  // null: synchronous=FULL, durable when COMMIT returns
   EventLoop::Token sync_token_ = 0;
   uint64_t commit_seq_ = 0, durable_seq_ = 0;
+  int wal_frames_ = 0;  // frames in the WAL after the last commit (sqlite3_wal_hook)
   std::deque<std::pair<uint64_t, std::function<void()>>> durable_waiters_;  // (commit, action)
   int64_t starting_ = 0;  // dispatched, waiting for their "running" rows to be durable
   EventLoop::Token flush_timer_ = 0;
