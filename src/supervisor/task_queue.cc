@@ -173,7 +173,9 @@ class WalCheckpointer {
       int rc = sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
                                nullptr);
       // A first read opens the WAL (until then a checkpoint does nothing and says "ok").
-      if (rc == SQLITE_OK) rc = sqlite3_exec(db_, "PRAGMA schema_version", nullptr, nullptr, nullptr);
+      if (rc == SQLITE_OK) {
+        rc = sqlite3_exec(db_, "PRAGMA schema_version", nullptr, nullptr, nullptr);
+      }
       if (rc != SQLITE_OK) {
         Report(db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
         sqlite3_close(db_);
@@ -294,8 +296,8 @@ Status TaskQueue::Init() {
   // The WAL is fsynced off the loop (durable_sync.h); where its file cannot be opened, every
   // COMMIT fsyncs instead (synchronous=FULL above).
   auto checkpointer = std::make_shared<WalCheckpointer>(dir + "/tasks.db");
-  if (auto sync = DurableSync::Start(dir + "/tasks.db-wal", [checkpointer] { checkpointer->Run(); });
-      sync.ok()) {
+  auto checkpoint = [checkpointer] { checkpointer->Run(); };
+  if (auto sync = DurableSync::Start(dir + "/tasks.db-wal", checkpoint); sync.ok()) {
     TRY(db_->Exec("PRAGMA synchronous=NORMAL;"));
     sync_ = std::move(sync).value();
     // Counts the WAL's frames for the sync thread's checkpoints, and so also turns off SQLite's
