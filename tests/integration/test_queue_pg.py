@@ -124,6 +124,14 @@ def stop(*daemons):
             d.stop()
 
 
+def gone(pid):
+    """The process has exited (reaped, or a zombie); it may go between any two looks."""
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
 def counts(d):
     return d.call("tasks", {"limit": 1})["result"]["counts"]
 
@@ -243,9 +251,7 @@ def test_lost_lease_kills_the_cell(pg, tmp):
         finally:
             a.proc.send_signal(signal.SIGCONT)
         assert t["state"] == "crashed" and t["attempt_list"][0]["reason"] == "lease_expired"
-        wait_until(lambda: not psutil.pid_exists(pid) or
-                   psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-                   timeout=15, what="the cell of the lost lease to be killed")
+        wait_until(lambda: gone(pid), timeout=15, what="the cell of the lost lease to be killed")
         wait_until(lambda: "its lease was reclaimed" in a.text(), what="A to say why")
         assert a.call("task", {"id": tid})["result"]["state"] == "crashed"
     finally:
@@ -267,9 +273,8 @@ def test_lost_database_kills_the_cell_and_the_daemon_carries_on(pg, tmp):
                          ["leader_pid"], what="its leader")
         pg.halt()
         try:
-            wait_until(lambda: not psutil.pid_exists(pid) or
-                       psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
-                       timeout=15, what="the cell to be killed when its lease cannot be renewed")
+            wait_until(lambda: gone(pid), timeout=15,
+                       what="the cell to be killed when its lease cannot be renewed")
             assert "lease could not be renewed" in a.text()
         finally:
             pg.start()
