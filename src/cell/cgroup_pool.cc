@@ -34,15 +34,9 @@ std::optional<uint64_t> KeyedValue(std::string_view text, std::string_view key) 
   return std::nullopt;
 }
 
-// One pread from offset 0 into a stack buffer: every file read here is a few lines long.
+// Every file read here is a few lines long: one pread into a stack buffer.
 std::optional<std::string_view> ReadSmall(int fd, char (&buf)[512]) {
-  if (fd < 0) return std::nullopt;
-  ssize_t n;
-  do {
-    n = pread(fd, buf, sizeof buf, 0);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return std::nullopt;
-  return std::string_view(buf, static_cast<size_t>(n));
+  return ReadOnce(fd, buf, sizeof buf);
 }
 
 std::optional<uint64_t> ReadNumberFd(int fd) {

@@ -37,15 +37,13 @@ std::optional<uint64_t> ReadU64(const std::string& path) {
   return ParseU64Prefix(r.value());
 }
 
-// Reads a one-line /proc or cgroup file kept open in *fd (opened on first use); one pread, as
-// these files are generated whole on each read from offset 0.
+// Reads a one-line /proc or cgroup file kept open in *fd (opened on first use).
 std::optional<std::string> ReadKept(UniqueFd* fd, const std::string& path) {
   if (!*fd) fd->reset(open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!*fd) return std::nullopt;
   char buf[256];
-  ssize_t n = pread(fd->get(), buf, sizeof buf, 0);
-  if (n <= 0) return std::nullopt;
-  return std::string(buf, static_cast<size_t>(n));
+  auto text = ReadOnce(fd->get(), buf, sizeof buf);
+  if (!text || text->empty()) return std::nullopt;
+  return std::string(*text);
 }
 
 }  // namespace

@@ -93,7 +93,6 @@ class TaskQueue::Db {
       sqlite3_reset(s_);
       sqlite3_clear_bindings(s_);
     }
-    sqlite3_stmt* raw() const { return s_; }
 
    private:
     void Check(int rc) {
@@ -152,7 +151,7 @@ class TaskQueue::Db {
   // connection in a read transaction, and SQLite's automatic checkpoint after a COMMIT then gives
   // up (SQLITE_LOCKED, silently): the WAL grew by every commit, 23 KiB a task, without end.
   void ResetAll() {
-    for (auto& [sql, stmt] : stmts_) sqlite3_reset(stmt->raw());
+    for (auto& [sql, stmt] : stmts_) stmt->Reset();
   }
 
  private:

@@ -31,6 +31,15 @@ Result<Pipe> MakePipe(int extra_flags) {
   return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
+std::optional<std::string_view> ReadOnce(int fd, char* buf, size_t size) {
+  ssize_t n;
+  do {
+    n = ::pread(fd, buf, size, 0);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return std::nullopt;
+  return std::string_view(buf, static_cast<size_t>(n));
+}
+
 Result<std::string> ReadFd(int fd, size_t limit) {
   std::string out;
   out.resize(limit < 4096 ? limit : 4096);

@@ -3,6 +3,7 @@
 // moment inherits nothing; spawn additionally closes everything above 2 with close_range.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -52,6 +53,9 @@ Result<Pipe> MakePipe(int extra_flags = 0);
 // `limit` bytes. WriteFileString writes with one write(2), as cgroup files require.
 Result<std::string> ReadSmallFile(const std::string& path, size_t limit = 64 * 1024);
 Result<std::string> ReadFd(int fd, size_t limit = 64 * 1024);  // pread from offset 0
+// One pread from offset 0 into buf (EINTR retried): for the one-line /proc and cgroup files kept
+// open and read again and again, which the kernel generates whole on a read from offset 0.
+std::optional<std::string_view> ReadOnce(int fd, char* buf, size_t size);
 Status WriteFileString(const std::string& path, std::string_view data);
 Status WriteFd(int fd, std::string_view data, std::string_view what);
 // Creates or truncates path (mode 0600) and writes data.
