@@ -53,3 +53,19 @@ def zombie_children(ppid):
         if rest[0] == b"Z" and int(rest[1]) == ppid:
             out.append(int(d))
     return out
+
+
+def links(directory):
+    """{name: target} of the symlinks in a /proc directory (fd/, task/N/ns/): an entry that goes
+    between the listing and its readlink (an fd closed, a thread ended) is left out, not an error."""
+    out = {}
+    try:
+        names = os.listdir(directory)
+    except FileNotFoundError:  # the process or thread itself has gone
+        return out
+    for name in names:
+        try:
+            out[name] = os.readlink(f"{directory}/{name}")
+        except FileNotFoundError:
+            continue
+    return out
