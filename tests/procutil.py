@@ -3,7 +3,17 @@ tests (tests/python): a plain module, not a conftest, so both suites can import 
 runs them in one invocation."""
 
 import os
+import signal
 import time
+
+# A suite started from a non-interactive shell's `&` (a CI harness, a script) inherits SIGINT and
+# SIGQUIT ignored, and every process a test starts would inherit that too: the tests that check a
+# forwarded SIGINT kills the tree would see it ignored. Python's own Ctrl-C handler for this
+# process; its children start with the default disposition.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
