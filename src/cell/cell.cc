@@ -205,6 +205,7 @@ void Cell::Launch() {
   req.gid = spec_.gid;
   req.groups = spec_.groups;
   req.isolation = &spec_.isolation;
+  req.default_signals = host_->ignored_signals_;
   NamespaceSet namespaces = host_->TakeNamespaces(spec_.isolation);  // the cell's after the spawn
   req.namespaces = &namespaces;
 
@@ -600,6 +601,7 @@ Result<std::unique_ptr<CellHost>> CellHost::Create(EventLoop* loop, HostOptions 
     // Children may have exited before the signalfd existed: reap once before the first wait.
     host->ReapChildren();
   }
+  if (host->options_.default_signals) host->ignored_signals_ = IgnoredSignals();
   SweepOrphanedCells(host->options_.containment);
   return host;
 }

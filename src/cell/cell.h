@@ -140,6 +140,12 @@ struct HostOptions {
   // (ns_pool.h): for a long-lived root host that runs many of them (the daemon), not for one
   // cell (corral run).
   int prebuilt_namespaces = 0;  // how many sets to keep ready; 0: off
+  // Cells start with every signal at its default disposition, whatever this process ignored when
+  // the host was created: a server's cells must not depend on how the server was started (a
+  // shell's `&` ignores SIGINT and SIGQUIT, nohup SIGHUP; a Python cell with SIGINT ignored never
+  // raises KeyboardInterrupt). Off for corral run, whose command keeps what the shell or nohup
+  // meant for it, as under timeout(1).
+  bool default_signals = false;
 };
 
 class CellHost {
@@ -183,6 +189,7 @@ class CellHost {
 
   EventLoop* loop_;
   HostOptions options_;
+  uint64_t ignored_signals_ = 0;  // bit N-1: signal N, set back to default in cells
   std::list<std::unique_ptr<Cell>> cells_;
   std::list<Quarantined> quarantine_;
   EventLoop::Token quarantine_timer_ = 0;

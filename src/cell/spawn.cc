@@ -59,7 +59,7 @@ const char* StageName(Stage s) {
     case Stage::kSetgid: return "setgid";
     case Stage::kSetuid: return "setuid";
     case Stage::kCloseRange: return "close_range";
-    case Stage::kSigmask: return "sigprocmask";
+    case Stage::kSigmask: return "reset signals (sigaction, sigprocmask)";
     case Stage::kExec: return "exec";
     case Stage::kIsolate: return "isolate";
   }
@@ -135,6 +135,12 @@ int ChildMain(void* p) {
     if (errno != ENOSYS && errno != EINVAL) return fail(Stage::kCloseRange);
     for (int fd = 3; fd < 65536; ++fd) close(fd);
   }
+  for (int sig = 1; sig <= 64; ++sig) {
+    if ((r.default_signals >> (sig - 1) & 1) == 0) continue;
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    if (sigaction(sig, &dfl, nullptr) < 0) return fail(Stage::kSigmask);
+  }
   sigset_t none;
   sigemptyset(&none);
   if (sigprocmask(SIG_SETMASK, &none, nullptr) < 0) return fail(Stage::kSigmask);
@@ -189,6 +195,16 @@ const char* SpawnMechanism() {
     case Mechanism::kUnknown: break;
   }
   return "clone3(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_INTO_CGROUP), clone(2) if refused";
+}
+
+uint64_t IgnoredSignals() {
+  uint64_t mask = 0;
+  for (int sig = 1; sig <= 64; ++sig) {
+    struct sigaction sa {};
+    // glibc refuses its own two (32, 33) with EINVAL; SIGKILL and SIGSTOP are never ignored.
+    if (sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) mask |= uint64_t{1} << (sig - 1);
+  }
+  return mask;
 }
 
 Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure) {

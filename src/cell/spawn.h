@@ -46,6 +46,7 @@ struct SpawnRequest {
   int cgroup_procs_fallback_fd = -1;
   std::vector<int> join_fds;       // cgroup.procs files (v1 or fallback) the child writes "0" to
   bool new_session = true;         // setsid(): own session and process group
+  uint64_t default_signals = 0;    // bit N-1: signal N set to SIG_DFL in the child (IgnoredSignals)
   unsigned long cpu_limit_s = 0;   // RLIMIT_CPU for the child (0: unlimited)
   // Identity to switch to (daemon callers); uid < 0 keeps ours.
   long uid = -1;
@@ -75,6 +76,10 @@ struct SpawnFailure {
   bool exec_failed = false;  // the command could not be executed (126/127); else set-up (125)
 };
 Result<Spawned> Spawn(const SpawnRequest& req, SpawnFailure* failure = nullptr);
+
+// The signals this process ignores, as a SpawnRequest::default_signals mask: asked once, so that a
+// child resets only those (usually none) instead of asking about all 64.
+uint64_t IgnoredSignals();
 
 // PATH search the way execvp does it, done in the parent so that the child needs no allocation:
 // ENOENT if no candidate exists (exit 127), EACCES if one exists but is not executable (126).

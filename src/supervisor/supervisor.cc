@@ -65,6 +65,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, Supervis
   host.containment = s->options_.containment;
   host.reap_orphans = s->options_.reap_orphans;
   host.prebuilt_namespaces = 4;  // isolated runs skip creating net/IPC/UTS namespaces (0.55 ms)
+  host.default_signals = true;  // cells do not inherit what the daemon's starter ignored
   ASSIGN_OR_RETURN(s->host_, CellHost::Create(loop, host));  // also sweeps dead owners' cgroups
   return s;
 }

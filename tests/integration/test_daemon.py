@@ -22,7 +22,7 @@ from conftest import (CORRAL, PAYLOAD, corral, links, procs_with_env, prometheus
 
 
 class Daemon:
-    def __init__(self, extra=(), state_dir=None, prefix=()):
+    def __init__(self, extra=(), state_dir=None, prefix=(), preexec_fn=None):
         self.dir = tempfile.mkdtemp(prefix="corral-daemon-")
         os.chmod(self.dir, 0o755)
         self.sock = os.path.join(self.dir, "corral.sock")
@@ -31,7 +31,7 @@ class Daemon:
         self.proc = subprocess.Popen(
             [*prefix, CORRAL, "daemon", "--socket", self.sock, "--state-dir", self.state,
              "--metrics", "127.0.0.1:0", "--scan-interval", "300ms", *extra],
-            stderr=self.log)
+            stderr=self.log, preexec_fn=preexec_fn)
         self.metrics = wait_until(self._metrics_addr, what="daemon to start")
 
     def _metrics_addr(self):
@@ -242,6 +242,33 @@ def test_isolated_runs_each_get_fresh_namespaces(daemon):
     held = [fd for fd, target in links(f"/proc/{daemon.proc.pid}/fd").items()
             if target.split(":")[0] in ("net", "ipc", "uts")]
     assert len(held) <= 3 * 5
+
+
+def ignored_signals(status):
+    """The SigIgn mask of a /proc/PID/status text, as a set of signal numbers."""
+    mask = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
+    return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+
+
+def test_cells_start_with_default_signals_however_the_daemon_was_started():
+    """A daemon started from a script's `&` (SIGINT, SIGQUIT ignored) or under nohup (SIGHUP):
+    its cells must still get the default dispositions, or a Python cell never sees Ctrl-C."""
+    shell_and_nohup = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+    d = Daemon(preexec_fn=lambda: [signal.signal(s, signal.SIG_IGN) for s in shell_and_nohup])
+    try:
+        assert set(shell_and_nohup) <= ignored_signals(Path(f"/proc/{d.proc.pid}/status").read_text())
+        for cell in ({"argv": ["cat", "/proc/self/status"]},
+                     {"argv": ["cat", "/proc/self/status"], "isolate": True}):
+            r = d.call("run", cell)["result"]
+            assert r["exit_code"] == 0, r
+            assert ignored_signals(r["stdout"]) == set()
+        # A forwarded SIGINT now ends a cell whose command did nothing about it.
+        cid = d.call("start", {"argv": ["sleep", "60"], "timeout_s": 20})["result"]["id"]
+        assert "error" not in d.call("kill", {"id": cid, "signal": "SIGINT"})
+        r = d.call("wait", {"id": cid})["result"]
+        assert (r["state"], r["signal"]) == ("killed", "SIGINT"), r
+    finally:
+        d.stop()
 
 
 def test_a_running_cell_costs_the_daemon_few_fds(daemon, marker):

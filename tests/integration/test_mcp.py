@@ -22,9 +22,10 @@ INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
 class Server:
     """One `corral mcp` process; every stdout line must be a JSON-RPC message."""
 
-    def __init__(self, *args, cwd=None):
+    def __init__(self, *args, cwd=None, preexec_fn=None):
         self.proc = subprocess.Popen([CORRAL, "mcp", "--grace", "300ms", *args],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd)
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=cwd,
+                                     preexec_fn=preexec_fn)
         self.buf = b""
 
     def send_raw(self, data: bytes):
@@ -95,6 +96,20 @@ def test_initialize_echoes_a_known_version_and_offers_the_latest_otherwise():
             assert r["result"]["serverInfo"]["name"] == "corral"
         finally:
             assert s.close() == 0
+
+
+def test_commands_start_with_default_signals_whatever_the_host_ignored():
+    """An MCP host that started us with SIGINT and SIGQUIT ignored (a shell's `&`) must not hand
+    that on to the agent's commands."""
+    s = Server(preexec_fn=lambda: [signal.signal(n, signal.SIG_IGN)
+                                   for n in (signal.SIGINT, signal.SIGQUIT)])
+    try:
+        s.initialize()
+        r = s.tool(1, "run_command", {"command": "grep SigIgn /proc/self/status"})
+        out = r["result"]["structuredContent"]["stdout"]
+        assert out.split() == ["SigIgn:", "0" * 16], r
+    finally:
+        assert s.close() == 0
 
 
 def test_initialize_without_a_version_is_invalid_params(server):

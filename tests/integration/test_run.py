@@ -3,6 +3,7 @@ coreutils `timeout`; the tree is always gone when the call returns."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -171,6 +172,16 @@ def test_sigint_is_forwarded_to_the_tree(marker):
             p.kill()
             p.wait()
     assert procs_with_env(marker) == []
+
+
+def test_run_keeps_the_dispositions_it_was_given():
+    """`nohup corral run -- cmd`: cmd keeps SIGHUP ignored, as under timeout(1); only the
+    daemon's cells are reset (test_daemon.py)."""
+    r = subprocess.run([CORRAL, "run", "--", "cat", "/proc/self/status"], capture_output=True,
+                       text=True, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    assert r.returncode == 0, r.stderr
+    mask = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", r.stdout, re.M).group(1), 16)
+    assert mask == 1 << (signal.SIGHUP - 1)
 
 
 def test_stuck_d_state_process_reported_and_call_returns(marker):
