@@ -49,6 +49,16 @@ def procs_with_env(marker):
     return found
 
 
+def proc_state(pid):
+    """The state letter of /proc/PID/stat ("R", "S", "D", "Z", "T"...), None once pid is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.rfind(b")") + 2:][:1].decode()
+
+
 def zombie_children(ppid):
     out = []
     for d in os.listdir("/proc"):

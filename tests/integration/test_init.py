@@ -18,7 +18,7 @@ from contextlib import contextmanager
 
 import pytest
 
-from conftest import CORRAL, PAYLOAD, wait_until
+from conftest import CORRAL, PAYLOAD, proc_state, wait_until
 
 MODES = ["pid1", "subreaper"]
 
@@ -55,15 +55,6 @@ def argv_of(pid):
             return [a.decode() for a in f.read().split(b"\0")[:-1]]
     except OSError:
         return []
-
-
-def proc_state(pid):
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        return stat[stat.rfind(b")") + 2:][:1].decode()
-    except OSError:
-        return None
 
 
 class Init:

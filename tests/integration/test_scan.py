@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CORRAL, PAYLOAD, ROOT, corral, prometheus_query_until, wait_until,
-                      zombie_children)
+from conftest import (CORRAL, PAYLOAD, ROOT, corral, proc_state, prometheus_query_until,
+                      wait_until, zombie_children)
 
 BUILD = Path(CORRAL).resolve().parent
 FAKE_NVML = BUILD / "fake_nvml" / "libnvidia-ml.so.1"
@@ -33,12 +33,6 @@ def scan_json(*args, env=None, timeout=30):
     r = corral("scan", "--json", *args, env=env, timeout=timeout)
     assert r.returncode in (0, 1), r.stderr.decode()
     return r.returncode, json.loads(r.stdout)
-
-
-def proc_state(pid):
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        s = f.read()
-    return s[s.rfind(b")") + 2:][:1].decode()
 
 
 def stop(p):
