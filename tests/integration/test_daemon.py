@@ -257,7 +257,8 @@ def test_cells_start_with_default_signals_however_the_daemon_was_started():
     d = Daemon(preexec_fn=lambda: [signal.signal(s, signal.SIG_IGN) for s in shell_and_nohup])
     try:
         assert set(shell_and_nohup) <= ignored_signals(Path(f"/proc/{d.proc.pid}/status").read_text())
-        for cell in ({"argv": ["cat", "/proc/self/status"]},  # cwd: an isolated cell's /tmp is its own
+        # The isolated cell's cwd: its /tmp is its own, where a checkout under /tmp is not.
+        for cell in ({"argv": ["cat", "/proc/self/status"]},
                      {"argv": ["cat", "/proc/self/status"], "isolate": True, "cwd": "/var/tmp"}):
             r = d.call("run", cell)["result"]
             assert r["exit_code"] == 0, r
