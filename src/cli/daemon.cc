@@ -96,11 +96,9 @@ int Daemon(int argc, char** argv) {
       return true;
     };
     auto count = [&](size_t* out) {
-      char* end = nullptr;
-      unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-      if (v.empty() || *end != '\0' || v[0] == '-') return false;
-      *out = static_cast<size_t>(n);
-      return true;
+      auto n = ParseInteger(v, 0, INT64_MAX);
+      if (n) *out = static_cast<size_t>(*n);
+      return n.has_value();
     };
     if (a == "-h" || a == "--help") {
       std::fputs(kHelp, stdout);

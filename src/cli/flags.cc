@@ -1,5 +1,6 @@
 #include "cli/flags.h"
 
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
@@ -26,6 +27,24 @@ std::optional<int64_t> ParseDurationNs(const std::string& s) {
   double ns = v * scale;
   if (ns > 9e18) return std::nullopt;
   return static_cast<int64_t>(ns);
+}
+
+std::optional<int64_t> ParseInteger(const std::string& s, int64_t min, int64_t max) {
+  if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max) return std::nullopt;
+  return v;
+}
+
+std::optional<double> ParseNonNegative(const std::string& s) {
+  if (s.empty() || std::isspace(static_cast<unsigned char>(s[0]))) return std::nullopt;
+  char* end = nullptr;
+  errno = 0;
+  double v = std::strtod(s.c_str(), &end);
+  if (errno != 0 || *end != '\0' || !std::isfinite(v) || v < 0) return std::nullopt;
+  return v;
 }
 
 std::optional<uint64_t> ParseBytes(const std::string& s) {
@@ -113,12 +132,9 @@ std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_cont
       std::string v;
       err = need(&v);
       if (!err) {
-        char* end = nullptr;
-        unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-        if (v.empty() || *end != '\0' || n == 0 || v[0] == '-') {
-          err = "--pids: '" + v + "' is not a positive number of processes";
-        }
-        spec.limits.pids = n;
+        auto n = ParseInteger(v, 1, 4194304);  // PID_MAX_LIMIT
+        if (!n) err = "--pids: '" + v + "' is not a number of processes from 1 to 4194304";
+        else spec.limits.pids = static_cast<uint64_t>(*n);
       }
     } else if (name == "--cpu") {
       int64_t ns = 0;

@@ -13,6 +13,11 @@ namespace corral::cli {
 
 std::optional<int64_t> ParseDurationNs(const std::string& s);
 std::optional<uint64_t> ParseBytes(const std::string& s);
+// A whole base-10 number within [min, max]: "1.5", "1e9", "12abc" and out-of-range values are
+// refused rather than cut or wrapped.
+std::optional<int64_t> ParseInteger(const std::string& s, int64_t min, int64_t max);
+// A finite decimal number >= 0 ("0.8", "2"); nan, inf and trailing text are refused.
+std::optional<double> ParseNonNegative(const std::string& s);
 
 // The options `run` and `exec` share, parsed into a CellSpec. Parsing stops at `--` or at the
 // first argument that is not an option; the rest is the command.

@@ -6,6 +6,7 @@
 
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 
 namespace corral::cli {
 namespace {
@@ -43,16 +44,16 @@ int Group(int argc, char** argv) {
   }
   if (verb == "set" && argc == 5 && std::string(argv[3]) == "--parallel") {
     std::string v = argv[4];
-    char* end = nullptr;
-    long long n = std::strtoll(v.c_str(), &end, 10);
-    if (v.empty() || *end != '\0' || n < 0) {
+    auto n = ParseInteger(v, 0, INT64_MAX);  // how far it may go is the daemon's to say
+    if (!n) {
       std::fprintf(stderr, "corral group: --parallel: '%s' is not a number (0: no limit)\n",
                    v.c_str());
       return kExitCorralError;
     }
-    auto r = CallOnce("group", socket, "group_set", {{"group", argv[2]}, {"parallel", n}}, &code);
+    auto r = CallOnce("group", socket, "group_set", {{"group", argv[2]}, {"parallel", *n}}, &code);
     if (!r) return code;
-    std::printf("%s parallel %lld\n", (*r)["group"].get<std::string>().c_str(), n);
+    std::printf("%s parallel %lld\n", (*r)["group"].get<std::string>().c_str(),
+                static_cast<long long>(*n));
     return 0;
   }
   bool help = verb == "--help" || verb == "-h";

@@ -2,7 +2,6 @@
 // lives in supervisor/init_process; this file parses flags, explains them, and runs the loop.
 // Flags are read by hand (no getopt state, no allocation beyond the options) to keep start-up
 // lean: every container start pays for it.
-#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -13,6 +12,7 @@
 #include "api/rpc_methods.h"
 #include "api/unix_server.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "supervisor/init_process.h"
 #include "sys/event_loop.h"
 #include "sys/pidfd.h"
@@ -69,36 +69,6 @@ constexpr char kHelp[] =
 int Usage(const char* why) {
   std::fprintf(stderr, "corral init: %s (see `corral init --help`)\n", why);
   return kExitCorralError;
-}
-
-// "500ms", "30s", "2m", "1h" or plain (fractional) seconds; -1 when malformed.
-int64_t ParseDuration(const char* s) {
-  char* end;
-  errno = 0;
-  double v = std::strtod(s, &end);
-  if (end == s || errno != 0 || v < 0) return -1;
-  double scale = 1e9;
-  if (std::strcmp(end, "ms") == 0) {
-    scale = 1e6;
-  } else if (std::strcmp(end, "m") == 0) {
-    scale = 60e9;
-  } else if (std::strcmp(end, "h") == 0) {
-    scale = 3600e9;
-  } else if (*end != '\0' && std::strcmp(end, "s") != 0) {
-    return -1;
-  }
-  double ns = v * scale;
-  if (ns > 9e18) return -1;
-  return static_cast<int64_t>(ns);
-}
-
-bool ParseInt(const char* s, int lo, int hi, int* out) {
-  char* end;
-  errno = 0;
-  long v = std::strtol(s, &end, 10);
-  if (end == s || *end != '\0' || errno != 0 || v < lo || v > hi) return false;
-  *out = static_cast<int>(v);
-  return true;
 }
 
 // "TERM:QUIT", "15:3", "SIGTERM:0".
@@ -184,14 +154,14 @@ int Init(int argc, char** argv) {
       }
     } else if (std::strcmp(a, "--grace") == 0) {
       const char* v = value();
-      if (v == nullptr || (opts.grace_ns = ParseDuration(v)) < 0) {
-        return Usage("--grace takes a duration such as 500ms, 2s or 1m");
-      }
+      auto grace = v == nullptr ? std::nullopt : ParseDurationNs(v);
+      if (!grace) return Usage("--grace takes a duration such as 500ms, 2s or 1m");
+      opts.grace_ns = *grace;
     } else if (std::strcmp(a, "-e") == 0) {
       const char* v = value();
-      int code;
-      if (v == nullptr || !ParseInt(v, 0, 255, &code)) return Usage("-e takes an exit code 0-255");
-      opts.exit_zero.push_back(code);
+      auto code = v == nullptr ? std::nullopt : ParseInteger(v, 0, 255);
+      if (!code) return Usage("-e takes an exit code 0-255");
+      opts.exit_zero.push_back(static_cast<int>(*code));
     } else if (std::strcmp(a, "-r") == 0 || std::strcmp(a, "--rewrite") == 0) {
       const char* v = value();
       if (v == nullptr || !ParseRewrite(v, &opts)) {

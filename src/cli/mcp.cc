@@ -92,12 +92,9 @@ std::optional<std::string> ParseFlags(int argc, char** argv, McpFlags* f) {
       return std::nullopt;
     };
     auto count = [&](size_t* out, size_t min) -> std::optional<std::string> {
-      char* end = nullptr;
-      unsigned long long v = std::strtoull(value.c_str(), &end, 10);
-      if (value.empty() || *end != '\0' || value[0] == '-' || v < min || v > 1000000) {
-        return arg + ": '" + value + "' is not a count of at least " + std::to_string(min);
-      }
-      *out = static_cast<size_t>(v);
+      auto v = ParseInteger(value, static_cast<int64_t>(min), 1000000);
+      if (!v) return arg + ": '" + value + "' is not a count of at least " + std::to_string(min);
+      *out = static_cast<size_t>(*v);
       return std::nullopt;
     };
     std::optional<std::string> err;

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -23,6 +24,7 @@
 #include "api/metrics.h"
 #include "api/metrics_scan.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "scan/host_scan.h"
 #include "scan/report_json.h"
 #include "sys/event_loop.h"
@@ -94,36 +96,30 @@ DUR is 500ms, 30s, 2m, 1h or plain seconds. Examples:
   corral scan --serve 127.0.0.1:9464   # then scrape it; alert rules in deploy/prometheus/
 )";
 
-bool ParseDuration(const std::string& s, double* out) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (end == s.c_str() || v < 0) return false;
-  std::string unit(end);
-  double mul = unit.empty() || unit == "s" ? 1 : unit == "ms" ? 0.001 : unit == "m" ? 60 : unit == "h" ? 3600 : -1;
-  if (mul < 0) return false;
-  *out = v * mul;
-  return true;
+// Each parser stores into *out and says whether the text was one of its values.
+bool ParseSeconds(const std::string& s, double* out) {
+  auto ns = ParseDurationNs(s);
+  if (ns) *out = static_cast<double>(*ns) / 1e9;
+  return ns.has_value();
 }
 
-bool ParseBytes(const std::string& s, uint64_t* out) {
-  if (s.empty()) return false;
-  char* end = nullptr;
-  unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (end == s.c_str() || s[0] == '-') return false;
-  std::string unit(end);
-  uint64_t mul = unit.empty() ? 1 : unit == "K" ? 1ULL << 10 : unit == "M" ? 1ULL << 20 : unit == "G" ? 1ULL << 30 : 0;
-  if (mul == 0) return false;
-  *out = v * mul;
-  return true;
+template <typename T>
+bool ParseCount(const std::string& s, int64_t min, int64_t max, T* out) {
+  auto n = ParseInteger(s, min, max);
+  if (n) *out = static_cast<T>(*n);
+  return n.has_value();
 }
 
-bool ParseNumber(const std::string& s, double* out) {
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || v < 0) return false;
-  *out = v;
-  return true;
+bool ParseSize(const std::string& s, uint64_t* out) {
+  auto b = ParseBytes(s);
+  if (b) *out = *b;
+  return b.has_value();
+}
+
+bool ParseRatio(const std::string& s, double* out) {
+  auto v = ParseNonNegative(s);
+  if (v) *out = *v;
+  return v.has_value();
 }
 
 std::string Age(double s) {
@@ -334,7 +330,6 @@ int Scan(int argc, char** argv) {
       return true;
     };
     std::string v;
-    double d = 0;
     bool ok = true;
     if (a == "--help" || a == "-h") {
       std::fputs(kHelp, stdout);
@@ -342,34 +337,31 @@ int Scan(int argc, char** argv) {
     } else if (a == "--json") {
       json = true;
     } else if (a == "--watch") {
-      ok = value(&v) && ParseDuration(v, &watch_s) && watch_s > 0;
+      ok = value(&v) && ParseSeconds(v, &watch_s) && watch_s > 0;
     } else if (a == "--serve") {
       ok = value(&serve);
     } else if (a == "--interval") {
-      ok = value(&v) && ParseDuration(v, &interval_s) && interval_s > 0;
+      ok = value(&v) && ParseSeconds(v, &interval_s) && interval_s > 0;
     } else if (a == "--top") {
-      ok = value(&v) && ParseNumber(v, &d) && d >= 1;
-      opts.top = static_cast<size_t>(d);
+      ok = value(&v) && ParseCount(v, 1, 1000000, &opts.top);
     } else if (a == "--threads") {
       opts.threads = true;
     } else if (a == "--fd-min") {
-      ok = value(&v) && ParseNumber(v, &d);
-      opts.fd_min = static_cast<uint64_t>(d);
+      ok = value(&v) && ParseCount(v, 0, INT64_MAX, &opts.fd_min);
     } else if (a == "--no-gpu") {
       opts.gpu = false;
     } else if (a == "--nvml-library") {
       ok = value(&opts.nvml_library);
     } else if (a == "--zombies") {
-      ok = value(&v) && ParseNumber(v, &d) && d >= 1;
-      opts.thresholds.zombies_per_parent = static_cast<int>(d);
+      ok = value(&v) && ParseCount(v, 1, INT32_MAX, &opts.thresholds.zombies_per_parent);
     } else if (a == "--dstate") {
-      ok = value(&v) && ParseDuration(v, &opts.thresholds.dstate_s);
+      ok = value(&v) && ParseSeconds(v, &opts.thresholds.dstate_s);
     } else if (a == "--fd-ratio") {
-      ok = value(&v) && ParseNumber(v, &opts.thresholds.fd_ratio);
+      ok = value(&v) && ParseRatio(v, &opts.thresholds.fd_ratio);
     } else if (a == "--pid-ratio") {
-      ok = value(&v) && ParseNumber(v, &opts.thresholds.pid_ratio);
+      ok = value(&v) && ParseRatio(v, &opts.thresholds.pid_ratio);
     } else if (a == "--gpu-orphaned") {
-      ok = value(&v) && ParseBytes(v, &opts.thresholds.gpu_orphaned_bytes);
+      ok = value(&v) && ParseSize(v, &opts.thresholds.gpu_orphaned_bytes);
     } else {
       std::fprintf(stderr, "corral scan: unknown option '%s' (see `corral scan --help`)\n",
                    a.c_str());

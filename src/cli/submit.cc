@@ -72,13 +72,14 @@ int Submit(int argc, char** argv) {
       value = argv[++i];
     }
     if (name == "--retries" || name == "--priority") {
-      char* end = nullptr;
-      long long n = std::strtoll(value.c_str(), &end, 10);
-      if (value.empty() || *end != '\0' || (name == "--retries" && n < 0)) {
+      bool retries = name == "--retries";
+      // Well-formed here; how far each may go is the daemon's to say.
+      auto n = ParseInteger(value, retries ? 0 : INT64_MIN, INT64_MAX);
+      if (!n) {
         return Fail(name + ": '" + value + "' is not " +
-                    (name == "--retries" ? "a number of retries" : "an integer priority"));
+                    (retries ? "a number of retries" : "an integer priority"));
       }
-      queue[name.substr(2)] = n;
+      queue[name.substr(2)] = *n;
     } else if (name == "--backoff") {
       auto d = ParseDurationNs(value);
       if (!d)

@@ -5,6 +5,7 @@
 
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 
 namespace corral::cli {
 namespace {
@@ -33,13 +34,12 @@ int Tasks(int argc, char** argv) {
     } else if ((a == "--state" || a == "--group" || a == "--limit") && i + 1 < argc) {
       std::string v = argv[++i];
       if (a == "--limit") {
-        char* end = nullptr;
-        long long n = std::strtoll(v.c_str(), &end, 10);
-        if (v.empty() || *end != '\0' || n < 1) {
+        auto n = ParseInteger(v, 1, INT64_MAX);
+        if (!n) {
           std::fprintf(stderr, "corral tasks: --limit: '%s' is not a positive number\n", v.c_str());
           return kExitCorralError;
         }
-        params["limit"] = n;
+        params["limit"] = *n;
       } else {
         params[a.substr(2)] = v;
       }

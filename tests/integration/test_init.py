@@ -522,7 +522,8 @@ def test_dumb_init_rewrite_to_zero_drops_the_signal(tmp_path, marker):
 # --- the command line --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [[], ["--orphans", "sometimes", "--", "true"],
-                                  ["--grace", "soon", "--", "true"], ["-e", "300", "--", "true"],
+                                  ["--grace", "soon", "--", "true"], ["--grace", "inf", "--", "true"],
+                                  ["-e", "300", "--", "true"], ["-e", "2x", "--", "true"],
                                   ["-r", "TERM", "--", "true"], ["--bogus", "--", "true"],
                                   ["--serve", "--", "true"]])
 def test_bad_usage_exits_125(args):

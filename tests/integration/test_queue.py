@@ -320,6 +320,8 @@ def test_bad_input_gets_clear_errors(daemon):
     assert r.returncode == 125 and b"no task 't-999'" in r.stderr
     r = cli(daemon, "logs", "t-999")
     assert r.returncode == 125 and b"no task 't-999'" in r.stderr
+    r = cli(daemon, "logs", "--attempt", "first", "t-1")
+    assert r.returncode == 125 and b"'first' is not an attempt number" in r.stderr
     r = cli(daemon, "cancel", "t-x")
     assert r.returncode == 125 and b"no task 't-x'" in r.stderr
     r = cli(daemon, "submit", "--group", "a b", "--", "true")

@@ -72,7 +72,8 @@ def test_not_found_127_not_executable_126_bad_option_125(tmp_path):
     f.write_text("#!/bin/sh\necho hi\n")
     f.chmod(0o644)
     assert corral("run", "--", str(f)).returncode == 126
-    for bad in (["--timeout", "5x"], ["--memory", "lots"], ["--bogus"], ["--pids", "-1"], []):
+    for bad in (["--timeout", "5x"], ["--memory", "lots"], ["--bogus"], ["--pids", "-1"],
+                ["--pids", "99999999999999999999"], ["--pids", "2.5"], []):
         r = corral("run", *bad, "--", "/bin/true") if bad else corral("run")
         assert r.returncode == 125, bad
         assert r.stderr.startswith(b"corral run: "), r.stderr

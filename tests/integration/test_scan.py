@@ -60,7 +60,14 @@ def test_help_teaches_sections_thresholds_and_exit_status():
 
 def test_bad_option_exits_125():
     assert corral("scan", "--bogus").returncode == 125
-    assert corral("scan", "--watch", "soon").returncode == 125
+    # Values that a loose parse would cut, wrap or take as a number: each is refused.
+    for flag, value in [("--watch", "soon"), ("--watch", "0"), ("--zombies", "1e12"),
+                        ("--zombies", "3x"), ("--top", "1.5"), ("--fd-min", "-1"),
+                        ("--fd-ratio", "nan"), ("--dstate", "inf"),
+                        ("--gpu-orphaned", "99999999999999999999G")]:
+        r = corral("scan", flag, value)
+        assert r.returncode == 125, (flag, value)
+        assert f"bad or missing value for {flag}".encode() in r.stderr
 
 
 def test_parent_that_never_waits_is_named_with_its_zombie_count(env):
