@@ -206,6 +206,7 @@ void Cell::Launch() {
   req.groups = spec_.groups;
   req.isolation = &spec_.isolation;
   req.default_signals = host_->ignored_signals_;
+  if (host_->options_.cell_nofile) req.nofile = &*host_->options_.cell_nofile;
   NamespaceSet namespaces = host_->TakeNamespaces(spec_.isolation);  // the cell's after the spawn
   req.namespaces = &namespaces;
 

@@ -13,11 +13,13 @@
 // The done callback runs exactly once, from the loop, also for a command that failed to start.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <functional>
 #include <list>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "cell/containment.h"
@@ -146,6 +148,10 @@ struct HostOptions {
   // raises KeyboardInterrupt). Off for corral run, whose command keeps what the shell or nohup
   // meant for it, as under timeout(1).
   bool default_signals = false;
+  // RLIMIT_NOFILE for the cells, when this process raised its own (the daemon takes all the fds
+  // the kernel allows): cells get the soft limit the process was started with, as under systemd,
+  // not a soft limit of a million that makes every close-all-fds loop and select() user suffer.
+  std::optional<struct rlimit> cell_nofile;
 };
 
 class CellHost {

@@ -41,7 +41,7 @@ struct CloneArgs {
 };
 
 enum class Stage : int {
-  kNone = 0, kSetsid, kJoinCgroup, kStdin, kStdout, kStderr, kChdir, kRlimit, kSetgroups,
+  kNone = 0, kSetsid, kJoinCgroup, kStdin, kStdout, kStderr, kChdir, kRlimit, kNofile, kSetgroups,
   kSetgid, kSetuid, kCloseRange, kSigmask, kExec, kIsolate,
 };
 
@@ -55,6 +55,7 @@ const char* StageName(Stage s) {
     case Stage::kStderr: return "dup2 stderr";
     case Stage::kChdir: return "chdir";
     case Stage::kRlimit: return "setrlimit(RLIMIT_CPU)";
+    case Stage::kNofile: return "setrlimit(RLIMIT_NOFILE)";
     case Stage::kSetgroups: return "setgroups";
     case Stage::kSetgid: return "setgid";
     case Stage::kSetuid: return "setuid";
@@ -121,6 +122,7 @@ int ChildMain(void* p) {
     lim.rlim_cur = r.cpu_limit_s < lim.rlim_max ? r.cpu_limit_s : lim.rlim_max;
     if (setrlimit(RLIMIT_CPU, &lim) < 0) return fail(Stage::kRlimit);
   }
+  if (r.nofile != nullptr && setrlimit(RLIMIT_NOFILE, r.nofile) < 0) return fail(Stage::kNofile);
   if (r.uid >= 0) {
     if (setgroups(a->ngroups, a->groups) < 0) return fail(Stage::kSetgroups);
     if (setgid(static_cast<gid_t>(r.gid)) < 0) return fail(Stage::kSetgid);

@@ -18,6 +18,7 @@
 // after the vfork wakes it); that costs nothing, unlike a CLOEXEC error pipe.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <string>
@@ -48,6 +49,7 @@ struct SpawnRequest {
   bool new_session = true;         // setsid(): own session and process group
   uint64_t default_signals = 0;    // bit N-1: signal N set to SIG_DFL in the child (IgnoredSignals)
   unsigned long cpu_limit_s = 0;   // RLIMIT_CPU for the child (0: unlimited)
+  const struct rlimit* nofile = nullptr;  // RLIMIT_NOFILE for the child; nullptr: ours
   // Identity to switch to (daemon callers); uid < 0 keeps ours.
   long uid = -1;
   long gid = -1;

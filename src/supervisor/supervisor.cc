@@ -51,17 +51,23 @@ std::optional<std::string> ReadKept(UniqueFd* fd, const std::string& path) {
 Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, SupervisorOptions options) {
   std::unique_ptr<Supervisor> s(new Supervisor(loop, std::move(options)));
   // Many cells at once need many fds (about 7 each): take all the kernel allows us; root may
-  // raise the hard limit itself, up to fs.nr_open. Children get the soft limit back at 1024 only
-  // if their own code asks for it; corral's fds never reach them (close_range).
+  // raise the hard limit itself, up to fs.nr_open. Cells get the soft limit we were started with
+  // back (and the raised hard limit, for a command that asks for more).
+  HostOptions host;
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+    struct rlimit raised = rl;
     auto nr_open = ReadU64("/proc/sys/fs/nr_open");
-    if (geteuid() == 0 && nr_open && rl.rlim_max < *nr_open) rl.rlim_max = *nr_open;
-    rl.rlim_cur = rl.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &rl);
+    if (geteuid() == 0 && nr_open && raised.rlim_max < *nr_open) raised.rlim_max = *nr_open;
+    raised.rlim_cur = raised.rlim_max;
+    // Without CAP_SYS_RESOURCE (root in many containers) the hard limit stays; the soft goes up.
+    if (setrlimit(RLIMIT_NOFILE, &raised) != 0) {
+      raised = rlimit{rl.rlim_max, rl.rlim_max};
+      if (setrlimit(RLIMIT_NOFILE, &raised) != 0) raised = rl;
+    }
+    if (raised.rlim_cur != rl.rlim_cur) host.cell_nofile = rlimit{rl.rlim_cur, raised.rlim_max};
   }
   TRY(s->Recover());
-  HostOptions host;
   host.containment = s->options_.containment;
   host.reap_orphans = s->options_.reap_orphans;
   host.prebuilt_namespaces = 4;  // isolated runs skip creating net/IPC/UTS namespaces (0.55 ms)

@@ -5,6 +5,7 @@ SIGTERM (exit 0, socket removed) and nothing of its cells alive."""
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -268,6 +269,24 @@ def test_cells_start_with_default_signals_however_the_daemon_was_started():
         assert "error" not in d.call("kill", {"id": cid, "signal": "SIGINT"})
         r = d.call("wait", {"id": cid})["result"]
         assert (r["state"], r["signal"]) == ("killed", "SIGINT"), r
+    finally:
+        d.stop()
+
+
+def test_cells_get_the_fd_limit_the_daemon_was_started_with():
+    """The daemon raises its own RLIMIT_NOFILE (it holds fds for thousands of cells); its cells get
+    the soft limit it was started with back, not one that makes close-all-fds loops and select()
+    users suffer. The hard limit stays raised, for a command that asks for more."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f"hard RLIMIT_NOFILE {hard}: nothing to raise")
+    d = Daemon(preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (512, hard)))
+    try:
+        limits = Path(f"/proc/{d.proc.pid}/limits").read_text()
+        daemon_soft, daemon_hard = re.search(r"Max open files\s+(\d+)\s+(\d+)", limits).groups()
+        assert int(daemon_soft) >= hard and daemon_soft == daemon_hard
+        r = d.call("run", {"shell": "ulimit -Sn; ulimit -Hn"})["result"]
+        assert r["stdout"].split() == ["512", daemon_hard], r
     finally:
         d.stop()
 
