@@ -99,11 +99,12 @@ std::optional<RpcError> ResolveIdentity(const Caller& caller, const std::optiona
 
 std::optional<RpcError> ParseCellParams(const json& params, const Caller& caller, CellSpec* spec) {
   ParamReader p(params);
-  p.RejectUnknown({"argv", "shell", "cwd", "env", "clear_env", "stdin", "timeout_s", "grace_s",
-                   "kill_wait_s", "max_output_bytes", "limits", "user", "isolate"});
+  p.RejectUnknown({"argv", "shell", "cwd", "umask", "env", "clear_env", "stdin", "timeout_s",
+                   "grace_s", "kill_wait_s", "max_output_bytes", "limits", "user", "isolate"});
   auto argv = p.StringArray("argv");
   auto shell = p.String("shell");
   auto cwd = p.String("cwd");
+  auto umask = p.Integer("umask", 0, 0777);  // the caller's: files the command makes get its modes
   auto env = p.StringMap("env");
   auto clear_env = p.Bool("clear_env");
   auto stdin_data = p.String("stdin");
@@ -137,6 +138,7 @@ std::optional<RpcError> ParseCellParams(const json& params, const Caller& caller
                                    "is required");
   }
   if (cwd) spec->cwd = *cwd;
+  if (umask) spec->umask = static_cast<int>(*umask);
   if (env) {
     for (const auto& [k, v] : *env) {
       if (k.empty() || k.find('=') != std::string::npos) {

@@ -196,6 +196,7 @@ void Cell::Launch() {
   }
   req.argv = spec_.argv;
   req.cwd = spec_.cwd;
+  req.umask = spec_.umask;
   req.cgroup_dir_fd = containment_->clone_into_fd();
   req.cgroup_procs_fallback_fd = containment_->cgroup_procs_fallback_fd();
   req.join_fds = containment_->join_fds();

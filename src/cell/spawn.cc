@@ -111,7 +111,6 @@ int ChildMain(void* p) {
   if (r.stdin_fd != 0 && dup2(r.stdin_fd, 0) < 0) return fail(Stage::kStdin);
   if (r.stdout_fd != 1 && dup2(r.stdout_fd, 1) < 0) return fail(Stage::kStdout);
   if (r.stderr_fd != 2 && dup2(r.stderr_fd, 2) < 0) return fail(Stage::kStderr);
-  if (!r.cwd.empty() && chdir(r.cwd.c_str()) < 0) return fail(Stage::kChdir);
   if (r.cpu_limit_s > 0) {
     struct rlimit cur;
     if (getrlimit(RLIMIT_CPU, &cur) < 0) return fail(Stage::kRlimit);
@@ -128,6 +127,10 @@ int ChildMain(void* p) {
     if (setgid(static_cast<gid_t>(r.gid)) < 0) return fail(Stage::kSetgid);
     if (setuid(static_cast<uid_t>(r.uid)) < 0) return fail(Stage::kSetuid);
   }
+  // After the switch: a caller gets a working directory only where it may search itself (a
+  // chdir as root would put it inside directories closed to it).
+  if (!r.cwd.empty() && chdir(r.cwd.c_str()) < 0) return fail(Stage::kChdir);
+  if (r.umask >= 0) umask(static_cast<mode_t>(r.umask));
   // Isolation, part 2: no new privileges, Landlock, seccomp (last: it refuses mount).
   if (a->iso != nullptr && !IsolateLockDown(*a->iso, &a->iso_what, &a->iso_object)) {
     return fail(Stage::kIsolate);

@@ -37,6 +37,7 @@ struct SpawnRequest {
   std::vector<std::string> argv;   // argv[0] included
   std::vector<std::string> env;    // "K=V" entries, exactly the child's environment
   std::string cwd;                 // empty: inherit
+  int umask = -1;                  // -1: inherit
   int stdin_fd = 0;                // fds the child gets as 0, 1, 2
   int stdout_fd = 1;
   int stderr_fd = 2;

@@ -46,6 +46,7 @@ struct CellSpec {
   std::string id;                 // e.g. "run-1234-1"; unique on the host while the cell lives
   std::vector<std::string> argv;  // argv[0] is looked up in PATH unless it contains '/'
   std::string cwd;                // empty: inherit
+  int umask = -1;                 // file mode creation mask (0..0777); -1: inherit
   std::vector<std::pair<std::string, std::string>> env;  // set/override
   bool clear_env = false;         // start from an empty environment instead of ours
   StdinMode stdin_mode = StdinMode::kNull;

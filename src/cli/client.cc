@@ -1,5 +1,9 @@
 #include "cli/client.h"
 
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -56,15 +60,37 @@ std::optional<jsonrpc::json> CallOnce(const char* verb, const std::string& socke
   return *r->result;
 }
 
+namespace {
+
+std::string CurrentDirectory() {
+  char buf[PATH_MAX];
+  return ::getcwd(buf, sizeof buf) != nullptr ? std::string(buf) : std::string();
+}
+
+}  // namespace
+
 jsonrpc::json SpecToParams(const CellSpec& spec) {
   jsonrpc::json p = {{"argv", spec.argv}};
-  if (!spec.cwd.empty()) p["cwd"] = spec.cwd;
-  if (!spec.env.empty()) {
-    jsonrpc::json env = jsonrpc::json::object();
-    for (const auto& [k, v] : spec.env) env[k] = v;
-    p["env"] = env;
+  // `exec` is `run` with the daemon as parent: the command gets what `corral run` would give it
+  // here -- this working directory (a relative --cwd is resolved against it), this environment
+  // and this umask -- not the daemon's.
+  std::string here = CurrentDirectory();
+  if (!spec.cwd.empty()) p["cwd"] = spec.cwd[0] == '/' || here.empty() ? spec.cwd : here + "/" + spec.cwd;
+  else if (!here.empty()) p["cwd"] = here;
+  mode_t mask = ::umask(0);  // read and put back at once: the CLI is one thread
+  ::umask(mask);
+  p["umask"] = static_cast<int>(mask);
+  jsonrpc::json env = jsonrpc::json::object();
+  if (!spec.clear_env) {
+    for (char** e = environ; *e != nullptr; ++e) {
+      const char* eq = std::strchr(*e, '=');
+      if (eq == nullptr || eq == *e) continue;
+      env[std::string(*e, static_cast<size_t>(eq - *e))] = std::string(eq + 1);
+    }
   }
-  if (spec.clear_env) p["clear_env"] = true;
+  for (const auto& [k, v] : spec.env) env[k] = v;
+  p["env"] = env;
+  p["clear_env"] = true;
   if (spec.timeout_ns > 0) p["timeout_s"] = static_cast<double>(spec.timeout_ns) / 1e9;
   p["grace_s"] = static_cast<double>(spec.grace_ns) / 1e9;
   p["kill_wait_s"] = static_cast<double>(spec.kill_wait_ns) / 1e9;

@@ -17,10 +17,12 @@ namespace {
 constexpr const char* kHelp = R"(usage: corral exec [--socket PATH] [OPTIONS] -- CMD [ARG...]
 
 Runs CMD in a cell of the daemon (`corral daemon`): the daemon is its parent and reaper, and it
-runs with your own uid, gid and groups. Options, output and exit status are those of
-`corral run` (see `corral run --help`); --stdin FILE sends the file's bytes. Streams output as it
-comes (up to --max-output per stream, default 1M); --json prints one result object instead.
---socket (or $CORRAL_SOCKET) names the daemon's socket.
+runs as `corral run` would run it here: with your uid, gid and groups, in your working
+directory, with your environment and umask (--cwd, --env and --clear-env change them as for
+`corral run`). Options, output and exit status are those of `corral run` (see `corral run
+--help`); --stdin FILE sends the file's bytes. Streams output as it comes (up to --max-output per
+stream, default 1M); --json prints one result object instead. --socket (or $CORRAL_SOCKET) names
+the daemon's socket.
 )";
 
 bool Drain(UnixClient* c, const std::string& id, const char* stream, uint64_t* offset, FILE* out) {

@@ -18,7 +18,8 @@ constexpr const char* kHelp =
     R"(usage: corral submit [--socket PATH] [QUEUE OPTIONS] [CELL OPTIONS] -- CMD [ARG...]
 
 Queues CMD as a task of the daemon's durable task queue and prints its id (t-N) once the task is
-committed to disk. The daemon runs it in a cell, with your uid and gid, when its group has room.
+committed to disk. The daemon runs it in a cell when its group has room, as `corral run` would
+run it here: with your uid and gid, working directory, environment (as at submit) and umask.
 
 Queue options:
   --retries N      run again after failed / timed_out / crashed, up to N more times (default 0)

@@ -291,6 +291,41 @@ def test_cells_get_the_fd_limit_the_daemon_was_started_with():
         d.stop()
 
 
+def test_cli_commands_run_as_corral_run_would_run_them_here(tmp_path):
+    """`corral exec`/`submit` are `corral run` with the daemon as parent: the command gets the
+    caller's working directory, environment and umask, not the daemon's (a caller at 077 must not
+    get world-readable files). The raw protocol takes `umask`; without it, the daemon's."""
+    d = Daemon(preexec_fn=lambda: os.umask(0))
+    try:
+        show = {"shell": "umask"}
+        assert d.call("run", show)["result"]["stdout"] == "0000\n"  # nothing sent: the daemon's
+        assert d.call("run", dict(show, umask=0o077))["result"]["stdout"] == "0077\n"
+        for bad in (0o1000, -1, "022", 2.5):
+            e = d.call("run", dict(show, umask=bad))["error"]
+            assert e["code"] == -32602 and "umask" in e["message"], (bad, e)
+        env = dict(os.environ, CORRAL_SOCKET=d.sock, CORRAL_TEST_VAR="from the caller")
+        here = dict(env=env, cwd=tmp_path, capture_output=True, timeout=30,
+                    preexec_fn=lambda: os.umask(0o027))
+        probe = 'umask; : > f; stat -c %a f; pwd; echo "$CORRAL_TEST_VAR"'
+        want = f"0027\n640\n{tmp_path}\nfrom the caller\n".encode()
+        r = subprocess.run([CORRAL, "exec", "--", "sh", "-c", probe], **here)
+        assert r.stdout == want, r
+        os.unlink(tmp_path / "f")
+        tid = subprocess.run([CORRAL, "submit", "--shell", probe], **here).stdout.decode().strip()
+        assert subprocess.run([CORRAL, "wait", tid], env=env, timeout=30).returncode == 0
+        r = subprocess.run([CORRAL, "logs", tid], env=env, capture_output=True, timeout=30)
+        assert r.stdout == want, r
+        # A relative --cwd is the caller's too; --clear-env leaves only what --env gives.
+        (tmp_path / "sub").mkdir()
+        r = subprocess.run([CORRAL, "exec", "--cwd", "sub", "--clear-env", "--env", "A=1", "--",
+                            "/usr/bin/env"], **here)
+        assert r.returncode == 0, r
+        env_seen = dict(line.split("=", 1) for line in r.stdout.decode().splitlines())
+        assert env_seen.keys() == {"A", "CORRAL_CELL"} and env_seen["A"] == "1", env_seen
+    finally:
+        d.stop()
+
+
 def test_a_running_cell_costs_the_daemon_few_fds(daemon, marker):
     """Past the pool of reusable cgroups each cell has directories of its own: it keeps their
     cgroup.events open, not a dozen counter files, so the fd limit bounds cells late."""
@@ -371,6 +406,19 @@ def test_commands_run_as_the_caller_and_others_cannot_see_them(marker):
         root_try = as_nobody(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "run",
                                          "params": {"argv": ["/bin/true"], "user": "root"}}))
         assert root_try[0]["error"]["code"] == -32003
+        # A working directory the caller could not reach itself is refused, not entered as root
+        # (from inside it, a 0644 file under a 0700 directory would be readable).
+        private = tempfile.mkdtemp(prefix="corral-private-", dir="/var/tmp")  # 0700, root's
+        try:
+            os.mkdir(f"{private}/open", 0o755)
+            Path(f"{private}/open/secret").write_text("root's\n")
+            os.chmod(f"{private}/open/secret", 0o644)
+            r = as_nobody(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "run", "params": {
+                "argv": ["cat", "secret"], "cwd": f"{private}/open"}}))[0]["result"]
+            assert r["state"] == "failed_to_start" and r["stdout"] == "", r
+            assert "chdir" in r["error"] and "Permission denied" in r["error"], r
+        finally:
+            shutil.rmtree(private)
         mine = d.call("start", {"argv": [PAYLOAD, "sleep", "60"], "env": mark(marker)})
         cid = mine["result"]["id"]
         seen = as_nobody(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "list"}),

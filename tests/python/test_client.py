@@ -398,3 +398,13 @@ def test_daemon_killed_mid_call_raises_daemon_gone(marker):
             again.wait(timeout=20)
     finally:
         d.stop()
+
+
+def test_the_command_gets_this_process_umask_as_under_subprocess(sock, tmp_path):
+    old = os.umask(0o037)
+    try:
+        r = corral.run(["sh", "-c", ": > f; umask; stat -c %a f"], cwd=tmp_path, text=True,
+                       socket=sock)
+    finally:
+        os.umask(old)
+    assert r.stdout == "0037\n640\n"

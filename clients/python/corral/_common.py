@@ -255,6 +255,19 @@ def _text(value, what: str) -> str:
     return s
 
 
+def current_umask() -> Optional[int]:
+    """This process's umask, read from /proc (Linux 4.7+): os.umask can only read it by setting
+    it, which would race with the other threads of the caller. None when /proc does not say."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def command_params(args, shell: bool) -> Dict[str, Any]:
     """argv or shell, following subprocess's POSIX rules."""
     if isinstance(args, (str, bytes, os.PathLike)):
@@ -355,6 +368,9 @@ def plan_call(args, *, shell=False, timeout=None, cwd=None, env=None, input=None
     if err_mode == "merge":
         params = _merge_stderr(params)
     params["cwd"] = os.path.abspath(_text(cwd, "cwd")) if cwd is not None else os.getcwd()
+    mask = current_umask()
+    if mask is not None:
+        params["umask"] = mask  # as subprocess: files the command makes get this process's modes
     source_env = os.environ if env is None else env
     params["env"] = {_text(k, "environment name"): _text(v, "environment value")
                      for k, v in source_env.items()}
