@@ -207,7 +207,9 @@ uint64_t IgnoredSignals() {
   for (int sig = 1; sig <= 64; ++sig) {
     struct sigaction sa {};
     // glibc refuses its own two (32, 33) with EINVAL; SIGKILL and SIGSTOP are never ignored.
-    if (sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) mask |= uint64_t{1} << (sig - 1);
+    if (sigaction(sig, nullptr, &sa) == 0 && sa.sa_handler == SIG_IGN) {
+      mask |= uint64_t{1} << (sig - 1);
+    }
   }
   return mask;
 }

@@ -75,8 +75,11 @@ jsonrpc::json SpecToParams(const CellSpec& spec) {
   // here -- this working directory (a relative --cwd is resolved against it), this environment
   // and this umask -- not the daemon's.
   std::string here = CurrentDirectory();
-  if (!spec.cwd.empty()) p["cwd"] = spec.cwd[0] == '/' || here.empty() ? spec.cwd : here + "/" + spec.cwd;
-  else if (!here.empty()) p["cwd"] = here;
+  if (spec.cwd.empty()) {
+    if (!here.empty()) p["cwd"] = here;
+  } else {
+    p["cwd"] = spec.cwd[0] == '/' || here.empty() ? spec.cwd : here + "/" + spec.cwd;
+  }
   mode_t mask = ::umask(0);  // read and put back at once: the CLI is one thread
   ::umask(mask);
   p["umask"] = static_cast<int>(mask);

@@ -18,7 +18,8 @@ struct Chunk {
   jsonrpc::json result;
   bool empty = true;  // no bytes this time
 };
-std::optional<Chunk> PrintChunk(UnixClient* client, const char* method, const jsonrpc::json& params) {
+std::optional<Chunk> PrintChunk(UnixClient* client, const char* method,
+                                const jsonrpc::json& params) {
   auto r = client->Call(method, params);
   if (!r.ok() || !r->ok()) {
     std::fprintf(stderr, "corral logs: %s\n",
@@ -105,10 +106,11 @@ int Logs(int argc, char** argv) {
     return kExitCorralError;
   }
   if (id.rfind("t-", 0) == 0) return TaskLogs(&client.value(), id, err, follow, attempt);
+  const char* stream = err ? "stderr" : "stdout";
   uint64_t offset = 0;
   for (;;) {
     auto chunk = PrintChunk(&client.value(), "output",
-                            {{"id", id}, {"stream", err ? "stderr" : "stdout"}, {"offset", offset}});
+                            {{"id", id}, {"stream", stream}, {"offset", offset}});
     if (!chunk) return kExitCorralError;
     offset = chunk->result.value("next_offset", offset);
     if (!follow || (chunk->result.value("done", false) && chunk->empty)) return 0;
