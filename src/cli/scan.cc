@@ -324,43 +324,54 @@ int Scan(int argc, char** argv) {
   double interval_s = 5;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
+    bool missing = false;
     auto value = [&](std::string* out) {
-      if (i + 1 >= argc) return false;
+      if (i + 1 >= argc) return !(missing = true);
       *out = argv[++i];
       return true;
     };
     std::string v;
     bool ok = true;
+    const char* want = "";  // what the option takes, for the error
     if (a == "--help" || a == "-h") {
       std::fputs(kHelp, stdout);
       return 0;
     } else if (a == "--json") {
       json = true;
     } else if (a == "--watch") {
+      want = "a duration above 0 (500ms, 2s, 1m)";
       ok = value(&v) && ParseSeconds(v, &watch_s) && watch_s > 0;
     } else if (a == "--serve") {
       ok = value(&serve);
     } else if (a == "--interval") {
+      want = "a duration above 0 (500ms, 2s, 1m)";
       ok = value(&v) && ParseSeconds(v, &interval_s) && interval_s > 0;
     } else if (a == "--top") {
+      want = "a whole number from 1 to 1000000";
       ok = value(&v) && ParseCount(v, 1, 1000000, &opts.top);
     } else if (a == "--threads") {
       opts.threads = true;
     } else if (a == "--fd-min") {
+      want = "a whole number of fds";
       ok = value(&v) && ParseCount(v, 0, INT64_MAX, &opts.fd_min);
     } else if (a == "--no-gpu") {
       opts.gpu = false;
     } else if (a == "--nvml-library") {
       ok = value(&opts.nvml_library);
     } else if (a == "--zombies") {
+      want = "a whole number of zombies, at least 1";
       ok = value(&v) && ParseCount(v, 1, INT32_MAX, &opts.thresholds.zombies_per_parent);
     } else if (a == "--dstate") {
+      want = "a duration (500ms, 30s, 2m, 1h)";
       ok = value(&v) && ParseSeconds(v, &opts.thresholds.dstate_s);
     } else if (a == "--fd-ratio") {
+      want = "a ratio such as 0.8";
       ok = value(&v) && ParseRatio(v, &opts.thresholds.fd_ratio);
     } else if (a == "--pid-ratio") {
+      want = "a ratio such as 0.8";
       ok = value(&v) && ParseRatio(v, &opts.thresholds.pid_ratio);
     } else if (a == "--gpu-orphaned") {
+      want = "a size in bytes (1, 512M, 2G)";
       ok = value(&v) && ParseSize(v, &opts.thresholds.gpu_orphaned_bytes);
     } else {
       std::fprintf(stderr, "corral scan: unknown option '%s' (see `corral scan --help`)\n",
@@ -368,8 +379,12 @@ int Scan(int argc, char** argv) {
       return kExitCorralError;
     }
     if (!ok) {
-      std::fprintf(stderr, "corral scan: bad or missing value for %s (see `corral scan --help`)\n",
-                   a.c_str());
+      if (missing) {
+        std::fprintf(stderr, "corral scan: %s needs a value (see `corral scan --help`)\n", a.c_str());
+      } else {
+        std::fprintf(stderr, "corral scan: %s: '%s' is not %s (see `corral scan --help`)\n",
+                     a.c_str(), v.c_str(), want);
+      }
       return kExitCorralError;
     }
   }
