@@ -380,7 +380,8 @@ int Scan(int argc, char** argv) {
     }
     if (!ok) {
       if (missing) {
-        std::fprintf(stderr, "corral scan: %s needs a value (see `corral scan --help`)\n", a.c_str());
+        std::fprintf(stderr, "corral scan: %s needs a value (see `corral scan --help`)\n",
+                     a.c_str());
       } else {
         std::fprintf(stderr, "corral scan: %s: '%s' is not %s (see `corral scan --help`)\n",
                      a.c_str(), v.c_str(), want);
