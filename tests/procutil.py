@@ -49,14 +49,26 @@ def procs_with_env(marker):
     return found
 
 
-def proc_state(pid):
-    """The state letter of /proc/PID/stat ("R", "S", "D", "Z", "T"...), None once pid is gone."""
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (state first), None once pid is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
     except OSError:
         return None
-    return stat[stat.rfind(b")") + 2:][:1].decode()
+    return stat[stat.rfind(b")") + 2:].split()
+
+
+def proc_state(pid):
+    """The state letter of /proc/PID/stat ("R", "S", "D", "Z", "T"...), None once pid is gone."""
+    fields = _stat_fields(pid)
+    return fields[0].decode() if fields else None
+
+
+def parent_of(pid):
+    """The parent's pid, None once pid is gone."""
+    fields = _stat_fields(pid)
+    return int(fields[1]) if fields else None
 
 
 def zombie_children(ppid):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CORRAL, PAYLOAD, corral, links, procs_with_env, prometheus_query_until,
-                      wait_until, zombie_children)
+from conftest import (CORRAL, PAYLOAD, corral, links, parent_of, procs_with_env,
+                      prometheus_query_until, wait_until, zombie_children)
 
 
 class Daemon:
@@ -440,7 +440,12 @@ def test_daemon_sigkill_then_restart_tears_down_old_cells(marker, mode):
         for _ in range(5):
             d.call("start", {"argv": [PAYLOAD, "setsid-escape", "60", "+", "sleep", "60"],
                              "env": mark(marker)})
-        wait_until(lambda: len(procs_with_env(marker)) == 10, what="cells up")
+        def settled():
+            # 5 leaders and their 5 setsid'd grandchildren, and no middle child still between
+            # them (ten processes can also be a cell at 3 while another has not forked yet).
+            pids = procs_with_env(marker)
+            return len(pids) == 10 and not any(parent_of(p) in pids for p in pids)
+        wait_until(settled, what="cells up")
         d.proc.kill()
         d.proc.wait()
         assert len(procs_with_env(marker)) == 10  # orphaned, still running
