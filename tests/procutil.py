@@ -49,6 +49,15 @@ def procs_with_env(marker):
     return found
 
 
+def ignored_signals(status):
+    """The signal numbers a /proc/PID/status text says are ignored (its SigIgn mask)."""
+    for line in status.splitlines():
+        if line.startswith("SigIgn:"):
+            mask = int(line.split()[1], 16)
+            return {n for n in range(1, 65) if mask >> (n - 1) & 1}
+    raise ValueError("no SigIgn line in the status text")
+
+
 def _stat_fields(pid):
     """The fields of /proc/PID/stat after the command name (state first), None once pid is gone."""
     try:
@@ -89,7 +98,8 @@ def zombie_children(ppid):
 
 def links(directory):
     """{name: target} of the symlinks in a /proc directory (fd/, task/N/ns/): an entry that goes
-    between the listing and its readlink (an fd closed, a thread ended) is left out, not an error."""
+    between the listing and its readlink (an fd closed, a thread ended) is left out, not an
+    error."""
     out = {}
     try:
         names = os.listdir(directory)

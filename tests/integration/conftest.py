@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from procutil import (links, parent_of, proc_state, procs_with_env,  # noqa: E402,F401
-                      wait_until, zombie_children)
+from procutil import (ignored_signals, links, parent_of, proc_state,  # noqa: E402,F401
+                      procs_with_env, wait_until, zombie_children)
 
 ROOT = Path(__file__).resolve().parents[2]
 CORRAL = os.environ.get("CORRAL_BIN", str(ROOT / "build" / "corral"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (CORRAL, PAYLOAD, corral, links, parent_of, procs_with_env,
+from conftest import (CORRAL, PAYLOAD, corral, ignored_signals, links, parent_of, procs_with_env,
                       prometheus_query_until, wait_until, zombie_children)
 
 
@@ -245,19 +245,14 @@ def test_isolated_runs_each_get_fresh_namespaces(daemon):
     assert len(held) <= 3 * 5
 
 
-def ignored_signals(status):
-    """The SigIgn mask of a /proc/PID/status text, as a set of signal numbers."""
-    mask = int(re.search(r"^SigIgn:\s*([0-9a-f]+)$", status, re.M).group(1), 16)
-    return {n for n in range(1, 65) if mask >> (n - 1) & 1}
-
-
 def test_cells_start_with_default_signals_however_the_daemon_was_started():
     """A daemon started from a script's `&` (SIGINT, SIGQUIT ignored) or under nohup (SIGHUP):
     its cells must still get the default dispositions, or a Python cell never sees Ctrl-C."""
     shell_and_nohup = (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
     d = Daemon(preexec_fn=lambda: [signal.signal(s, signal.SIG_IGN) for s in shell_and_nohup])
     try:
-        assert set(shell_and_nohup) <= ignored_signals(Path(f"/proc/{d.proc.pid}/status").read_text())
+        daemon_status = Path(f"/proc/{d.proc.pid}/status").read_text()
+        assert set(shell_and_nohup) <= ignored_signals(daemon_status)
         # The isolated cell's cwd: its /tmp is its own, where a checkout under /tmp is not.
         for cell in ({"argv": ["cat", "/proc/self/status"]},
                      {"argv": ["cat", "/proc/self/status"], "isolate": True, "cwd": "/var/tmp"}):
