@@ -127,8 +127,9 @@ std::string MakeTreeCgroup(const std::string& v2root, const std::string& payload
   std::string dir = v2root + "/bench-" + std::to_string(getpid());
   mkdir(dir.c_str(), 0755);
   // The leader waits 50 ms before forking, time for us to move it into the cgroup.
-  *leader = SpawnPlain({payload, "sleep", "0.05", "+", "tree", std::to_string(n), "60", "+",
-                        "sleep", "60"}, /*own_group=*/true);
+  *leader = SpawnPlain(
+      {payload, "sleep", "0.05", "+", "tree", std::to_string(n), "60", "+", "sleep", "60"},
+      /*own_group=*/true);
   (void)WriteFileString(dir + "/cgroup.procs", std::to_string(*leader));
   for (const std::string& d : v1_dirs) {
     (void)WriteFileString(d + "/cgroup.procs", std::to_string(*leader));
@@ -208,11 +209,16 @@ int main(int argc, char** argv) {
   std::vector<std::string> pos;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a.rfind("--cell-rate=", 0) == 0) pos.push_back(a);
-    else if (a == "--rounds" && i + 1 < argc) rounds = std::atoi(argv[++i]);
-    else if (a == "--per-round" && i + 1 < argc) per_round = std::atoi(argv[++i]);
-    else if (a == "--trees" && i + 1 < argc) trees = std::atoi(argv[++i]);
-    else pos.push_back(a);
+    if (a.rfind("--cell-rate=", 0) == 0)
+      pos.push_back(a);
+    else if (a == "--rounds" && i + 1 < argc)
+      rounds = std::atoi(argv[++i]);
+    else if (a == "--per-round" && i + 1 < argc)
+      per_round = std::atoi(argv[++i]);
+    else if (a == "--trees" && i + 1 < argc)
+      trees = std::atoi(argv[++i]);
+    else
+      pos.push_back(a);
   }
   if (pos.size() == 1 && pos[0].rfind("--cell-rate=", 0) == 0) {
     // Sequential in-process cells per second, for bench/daemon_bench.py's baseline.
@@ -283,7 +289,8 @@ int main(int argc, char** argv) {
     s.argv = {"/bin/true"};
     RunCellSync(v2host.get(), s);
   };
-  std::printf("host: containment %s (%s)\n", ContainmentModeName(config->mode), config->why.c_str());
+  std::printf("host: containment %s (%s)\n", ContainmentModeName(config->mode),
+              config->why.c_str());
 
   // (a) spawn
   std::vector<Row> a = {{"posix_spawn + waitpid /bin/true (floor)", {}},
@@ -301,16 +308,18 @@ int main(int argc, char** argv) {
   PrintTable("(a) per-call cost of a cell (median of interleaved batches of 10)", a, 0);
 
   // (b) cli
-  std::vector<Row> b = {{"/bin/true (bare)", {}},
-                        {"timeout 30 /bin/true", {}},
-                        {"corral run -- /bin/true", {}}};
+  std::vector<Row> b = {
+      {"/bin/true (bare)", {}}, {"timeout 30 /bin/true", {}}, {"corral run -- /bin/true", {}}};
   bool tini = Exists("/usr/bin/tini");
   if (tini) b.push_back({"tini -s -- /bin/true", {}});
   int cli_n = std::max(20, per_round / 4);
-  std::vector<std::function<void()>> cli = {
-      [] { RunPlain({"/bin/true"}); },
-      [] { RunPlain({"/usr/bin/timeout", "30", "/bin/true"}); },
-      [&] { RunPlain({corral_bin, "run", "--", "/bin/true"}); }};
+  std::vector<std::function<void()>> cli = {[] { RunPlain({"/bin/true"}); },
+                                            [] {
+                                              RunPlain({"/usr/bin/timeout", "30", "/bin/true"});
+                                            },
+                                            [&] {
+                                              RunPlain({corral_bin, "run", "--", "/bin/true"});
+                                            }};
   if (tini) cli.push_back([] { RunPlain({"/usr/bin/tini", "-s", "--", "/bin/true"}); });
   std::vector<std::vector<double>*> cli_samples;
   for (Row& row : b) cli_samples.push_back(&row.ms);
@@ -363,7 +372,8 @@ int main(int argc, char** argv) {
                                      {config->v1_pids_root, config->v1_memory_root}));
     escaped_total += escaped;
   }
-  PrintTable("(c) tree gone, 100 processes, half of them setsid'd (ratio to bare cgroup.kill)", c, 0);
+  PrintTable("(c) tree gone, 100 processes, half of them setsid'd (ratio to bare cgroup.kill)", c,
+             0);
   std::printf("escapees: cell %d, killpg %d per tree (of %d)\n", cell_left,
               escaped_total / kill_rounds, n);
   return 0;

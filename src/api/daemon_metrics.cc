@@ -22,9 +22,9 @@ DaemonMetrics::DaemonMetrics(metrics::Registry* registry, Supervisor* sup, Event
   auto& cells_total =
       registry->AddCounterFamily("corral_cells_total", "Cells ended, by state.", {"state"}, 8);
   auto& duration = registry->AddHistogram("corral_cell_duration_seconds", "Cell wall time.");
-  auto& spawn = registry->AddHistogram(
-      "corral_spawn_seconds", "Time to create a cell and spawn its leader.",
-      {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
+  auto& spawn =
+      registry->AddHistogram("corral_spawn_seconds", "Time to create a cell and spawn its leader.",
+                             {0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1});
   reaped_ = &registry->AddCounter("corral_reaped_total", "Child processes reaped.");
   auto& leftover = registry->AddCounter("corral_leftover_killed_total",
                                         "Processes still alive when their leader ended, killed.");

@@ -102,8 +102,7 @@ HttpServer::~HttpServer() {
   if (listen_token_ != 0) loop_->Remove(listen_token_);
 }
 
-void HttpServer::Handle(const std::string& path, const std::string& content_type,
-                        Handler handler) {
+void HttpServer::Handle(const std::string& path, const std::string& content_type, Handler handler) {
   routes_[path] = Route{content_type, std::move(handler)};
 }
 
@@ -120,8 +119,8 @@ void HttpServer::OnAccept() {
     uint64_t id = next_id_++;
     auto c = std::make_unique<Conn>();
     c->fd = std::move(cfd);
-    auto token = loop_->Add(c->fd.get(), EPOLLIN | EPOLLRDHUP,
-                            [this, id](uint32_t ev) { OnConn(id, ev); });
+    auto token =
+        loop_->Add(c->fd.get(), EPOLLIN | EPOLLRDHUP, [this, id](uint32_t ev) { OnConn(id, ev); });
     if (!token.ok()) continue;
     c->token = token.value();
     c->timer = loop_->AddTimer(MonotonicNs() + options_.idle_timeout_ns, [this, id] {
@@ -136,9 +135,8 @@ void HttpServer::OnAccept() {
 
 void HttpServer::Respond(Conn* c, int code, const char* reason, const std::string& content_type,
                          const std::string& body, bool head) {
-  c->out = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " +
-           content_type + "\r\nContent-Length: " + std::to_string(body.size()) +
-           "\r\nConnection: close\r\n\r\n";
+  c->out = "HTTP/1.1 " + std::to_string(code) + " " + reason + "\r\nContent-Type: " + content_type +
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n";
   if (!head) c->out += body;
   c->out_off = 0;
   ++served_;
@@ -165,7 +163,6 @@ void HttpServer::OnConn(uint64_t id, uint32_t events) {
       }
       eof = n == 0;  // a client may half-close after its request
       break;
-
     }
     size_t end = c->in.find("\r\n\r\n");
     if (end == std::string::npos) end = c->in.find("\n\n");
@@ -206,15 +203,15 @@ void HttpServer::OnConn(uint64_t id, uint32_t events) {
   }
   if (events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
     while (c->out_off < c->out.size()) {
-      ssize_t n = ::send(c->fd.get(), c->out.data() + c->out_off, c->out.size() - c->out_off,
-                         MSG_NOSIGNAL);
+      ssize_t n =
+          ::send(c->fd.get(), c->out.data() + c->out_off, c->out.size() - c->out_off, MSG_NOSIGNAL);
       if (n > 0) {
         c->out_off += static_cast<size_t>(n);
         continue;
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno == EAGAIN) return;  // wait for EPOLLOUT
-      break;  // error: the peer went away
+      break;                                 // error: the peer went away
     }
     Close(id);
   }

@@ -8,7 +8,15 @@ namespace corral::metrics {
 
 namespace {
 
-enum Type { kCounter, kGauge, kHistogram, kCounterFamily, kGaugeFamily, kHistogramFamily, kCallback };
+enum Type {
+  kCounter,
+  kGauge,
+  kHistogram,
+  kCounterFamily,
+  kGaugeFamily,
+  kHistogramFamily,
+  kCallback
+};
 
 const char* TypeName(int t) {
   switch (t) {
@@ -246,8 +254,8 @@ Family<Gauge>& Registry::AddGaugeFamily(const std::string& name, const std::stri
 }
 
 Family<Histogram>& Registry::AddHistogramFamily(const std::string& name, const std::string& help,
-                                                std::vector<std::string> labels,
-                                                size_t max_series, std::vector<double> bounds) {
+                                                std::vector<std::string> labels, size_t max_series,
+                                                std::vector<double> bounds) {
   std::lock_guard<std::mutex> lock(mu_);
   if (Entry* e = Find(name, kHistogramFamily, labels)) return *e->histograms;
   auto e = std::make_unique<Entry>(name, help, kHistogramFamily, labels);
@@ -310,8 +318,9 @@ std::string Registry::Render() const {
     }
   }
   if (!drops.empty()) {
-    out += "# HELP corral_metrics_series_dropped_total Label sets refused because their "
-           "family was full.\n# TYPE corral_metrics_series_dropped_total counter\n";
+    out +=
+        "# HELP corral_metrics_series_dropped_total Label sets refused because their "
+        "family was full.\n# TYPE corral_metrics_series_dropped_total counter\n";
     for (const auto& [name, n] : drops) {
       out += "corral_metrics_series_dropped_total{metric=\"" + name + "\"} " + std::to_string(n) +
              '\n';

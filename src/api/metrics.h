@@ -174,7 +174,7 @@ class Registry {
 };
 
 // Text-format helpers, exposed for tests and for other exporters.
-std::string FormatValue(double v);            // 3, 0.25, 1e+30, NaN, +Inf, -Inf
+std::string FormatValue(double v);                   // 3, 0.25, 1e+30, NaN, +Inf, -Inf
 std::string EscapeLabelValue(const std::string& v);  // \\ \" \n
 bool ValidMetricName(const std::string& name);
 bool ValidLabelName(const std::string& name);

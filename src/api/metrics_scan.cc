@@ -23,12 +23,12 @@ HostMetrics::HostMetrics(metrics::Registry* r, size_t top) : top_(std::min<size_
   const size_t n = top_;
   zombies_ = &r->AddGauge("corral_host_zombies", "Zombie processes on the host.");
   zombies_by_parent_ = &r->AddGaugeFamily(
-      "corral_host_zombies_by_parent",
-      "Zombie children per parent process, for the top N parents.", {"pid", "comm"}, n);
-  zombie_chains_ = &r->AddGauge("corral_host_zombie_chains",
-                                "Zombie processes whose own children are zombies.");
-  dstate_ = &r->AddGauge("corral_host_dstate_processes",
-                         "Processes in uninterruptible sleep (D state).");
+      "corral_host_zombies_by_parent", "Zombie children per parent process, for the top N parents.",
+      {"pid", "comm"}, n);
+  zombie_chains_ =
+      &r->AddGauge("corral_host_zombie_chains", "Zombie processes whose own children are zombies.");
+  dstate_ =
+      &r->AddGauge("corral_host_dstate_processes", "Processes in uninterruptible sleep (D state).");
   dstate_oldest_ = &r->AddGauge("corral_host_dstate_oldest_seconds",
                                 "How long the longest-sleeping D-state process has slept.");
   dstate_seconds_ = &r->AddGaugeFamily("corral_host_dstate_seconds",
@@ -39,22 +39,21 @@ HostMetrics::HostMetrics(metrics::Registry* r, size_t top) : top_(std::min<size_
                               "soft RLIMIT_NOFILE.");
   fd_max_ratio_ = &r->AddGauge("corral_host_fd_max_ratio",
                                "Highest open fds / soft RLIMIT_NOFILE over processes checked.");
-  process_fds_ = &r->AddGaugeFamily("corral_host_process_open_fds",
-                                    "Open fds of processes near their limit (top N).",
-                                    {"pid", "comm"}, n);
-  process_fd_limit_ = &r->AddGaugeFamily("corral_host_process_fd_limit",
-                                         "Soft RLIMIT_NOFILE of the same processes.",
-                                         {"pid", "comm"}, n);
+  process_fds_ =
+      &r->AddGaugeFamily("corral_host_process_open_fds",
+                         "Open fds of processes near their limit (top N).", {"pid", "comm"}, n);
+  process_fd_limit_ =
+      &r->AddGaugeFamily("corral_host_process_fd_limit",
+                         "Soft RLIMIT_NOFILE of the same processes.", {"pid", "comm"}, n);
   pids_used_ = &r->AddGauge("corral_host_pids_used", "Tasks (threads included) on the host.");
   pid_max_ = &r->AddGauge("corral_host_pid_max", "kernel.pid_max.");
   threads_max_ = &r->AddGauge("corral_host_threads_max", "kernel.threads-max.");
   processes_ = &r->AddGauge("corral_host_processes", "Processes seen in /proc.");
-  cgroup_pids_current_ = &r->AddGaugeFamily(
-      "corral_host_cgroup_pids_current", "pids.current of pids-limited cgroups (fullest N).",
-      {"cgroup", "hierarchy"}, n);
-  cgroup_pids_max_ = &r->AddGaugeFamily("corral_host_cgroup_pids_max",
-                                        "pids.max of the same cgroups.", {"cgroup", "hierarchy"},
-                                        n);
+  cgroup_pids_current_ = &r->AddGaugeFamily("corral_host_cgroup_pids_current",
+                                            "pids.current of pids-limited cgroups (fullest N).",
+                                            {"cgroup", "hierarchy"}, n);
+  cgroup_pids_max_ = &r->AddGaugeFamily(
+      "corral_host_cgroup_pids_max", "pids.max of the same cgroups.", {"cgroup", "hierarchy"}, n);
   gpu_available_ = &r->AddGauge("corral_host_gpu_available", "1 when NVML answered.");
   gpu_orphaned_ = &r->AddGauge("corral_host_gpu_orphaned_bytes",
                                "GPU memory held by processes that are dead or zombies.");
@@ -70,8 +69,8 @@ HostMetrics::HostMetrics(metrics::Registry* r, size_t top) : top_(std::min<size_
   findings_ = &r->AddGauge("corral_host_scan_findings",
                            "Thresholds crossed in the last scan (corral scan's findings).");
   scan_duration_ = &r->AddGauge("corral_host_scan_duration_seconds", "Duration of the last scan.");
-  scan_timestamp_ = &r->AddGauge("corral_host_scan_timestamp_seconds",
-                                 "Unix time of the last successful scan.");
+  scan_timestamp_ =
+      &r->AddGauge("corral_host_scan_timestamp_seconds", "Unix time of the last successful scan.");
   scans_ = &r->AddCounter("corral_host_scans_total", "Host scans run.");
   errors_ = &r->AddCounter("corral_host_scan_errors_total", "Host scans that failed.");
 }
@@ -81,7 +80,8 @@ void HostMetrics::Export(const scan::ScanReport& rep) {
   zombies_by_parent_->Clear();
   for (size_t i = 0; i < rep.zombies_by_parent.size() && i < top_; ++i) {
     const auto& z = rep.zombies_by_parent[i];
-    if (auto* g = zombies_by_parent_->With({std::to_string(z.pid), Label(z.comm)})) g->Set(z.zombies);
+    if (auto* g = zombies_by_parent_->With({std::to_string(z.pid), Label(z.comm)}))
+      g->Set(z.zombies);
   }
   zombie_chains_->Set(static_cast<double>(rep.zombie_chains.size()));
   dstate_->Set(static_cast<double>(rep.dstate_total));

@@ -29,22 +29,24 @@ constexpr uint64_t kMaxOutputCap = 64ull << 20;  // per stream: the daemon holds
 
 RpcError ToRpc(const Refusal& r) {
   switch (r.kind) {
-    case Refusal::kOverloaded: return RpcError::Overloaded(r.message);
-    case Refusal::kNotAllowed: return RpcError::NotAllowed(r.message);
-    case Refusal::kNotFound: return RpcError::InvalidParams(r.message);
-    case Refusal::kBadInput: return RpcError::InvalidParams(r.message);
+    case Refusal::kOverloaded:
+      return RpcError::Overloaded(r.message);
+    case Refusal::kNotAllowed:
+      return RpcError::NotAllowed(r.message);
+    case Refusal::kNotFound:
+      return RpcError::InvalidParams(r.message);
+    case Refusal::kBadInput:
+      return RpcError::InvalidParams(r.message);
   }
   return RpcError::Internal(r.message);
 }
 
-Caller CallerOf(const Call& call) {
-  return Caller{call.peer.uid, call.peer.gid, call.peer.pid};
-}
+Caller CallerOf(const Call& call) { return Caller{call.peer.uid, call.peer.gid, call.peer.pid}; }
 
 // The identity a caller's commands run with: its own, with its groups from the user database.
 // Returns an error sentence when the user is unknown or the caller may not use it.
-std::optional<RpcError> ResolveIdentity(const Caller& caller, const std::optional<std::string>& user,
-                                        CellSpec* spec) {
+std::optional<RpcError> ResolveIdentity(const Caller& caller,
+                                        const std::optional<std::string>& user, CellSpec* spec) {
   bool daemon_is_root = geteuid() == 0;
   uid_t uid = caller.uid;
   gid_t gid = caller.gid;
@@ -134,8 +136,9 @@ std::optional<RpcError> ParseCellParams(const json& params, const Caller& caller
   } else if (argv && !argv->empty()) {
     spec->argv = *argv;
   } else {
-    return RpcError::InvalidParams("params.argv (a non-empty array of strings) or params.shell "
-                                   "is required");
+    return RpcError::InvalidParams(
+        "params.argv (a non-empty array of strings) or params.shell "
+        "is required");
   }
   if (cwd) spec->cwd = *cwd;
   if (umask) spec->umask = static_cast<int>(*umask);
@@ -166,8 +169,8 @@ std::optional<RpcError> ParseCellParams(const json& params, const Caller& caller
 }
 
 json ListingToJson(const Supervisor::Listing& l) {
-  json j = {{"id", l.id}, {"argv", l.argv}, {"state", l.state}, {"uid", l.owner},
-            {"age_s", l.age_s}};
+  json j = {
+      {"id", l.id}, {"argv", l.argv}, {"state", l.state}, {"uid", l.owner}, {"age_s", l.age_s}};
   j["pid"] = l.pid > 0 ? json(l.pid) : json(nullptr);
   if (l.result) {
     j["exit_code"] = l.result->exit_code ? json(*l.result->exit_code) : json(nullptr);
@@ -291,8 +294,8 @@ void RegisterMethods(UnixServer* server, Supervisor* sup, EventLoop* loop, Extra
     if (sig_name) {
       sig = SignalFromName(*sig_name);
       if (sig <= 0) {
-        server->ReplyError(call.reply_to,
-                           RpcError::InvalidParams("params.signal: unknown signal '" + *sig_name + "'"));
+        server->ReplyError(call.reply_to, RpcError::InvalidParams(
+                                              "params.signal: unknown signal '" + *sig_name + "'"));
         return;
       }
     }

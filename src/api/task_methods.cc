@@ -49,9 +49,8 @@ TaskQueue::Reply ReplyWith(UnixServer* server, ReplyTo to) {
 // An answer read from the queue now, sent once what it read is durable (TaskQueue::WhenDurable).
 void Answer(UnixServer* server, TaskQueue* queue, const ReplyTo& to,
             std::variant<json, Refusal> r) {
-  queue->WhenDurable([reply = ReplyWith(server, to), r = std::move(r)]() mutable {
-    reply(std::move(r));
-  });
+  queue->WhenDurable(
+      [reply = ReplyWith(server, to), r = std::move(r)]() mutable { reply(std::move(r)); });
 }
 
 // The "id" of a call that takes only that; nullopt after replying with the error.

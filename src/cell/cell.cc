@@ -22,10 +22,10 @@ extern char** environ;
 namespace corral {
 namespace {
 
-constexpr int64_t kTreePollNs = 10 * kNsPerMs;     // "tree gone" poll where no event exists
-constexpr int64_t kCpuPollNs = 100 * kNsPerMs;     // --cpu budget check
+constexpr int64_t kTreePollNs = 10 * kNsPerMs;  // "tree gone" poll where no event exists
+constexpr int64_t kCpuPollNs = 100 * kNsPerMs;  // --cpu budget check
 constexpr size_t kReadChunk = 64 * 1024;
-constexpr size_t kMaxReadPerEvent = 1 << 20;       // fairness between cells on one loop
+constexpr size_t kMaxReadPerEvent = 1 << 20;  // fairness between cells on one loop
 
 std::vector<std::string> BuildEnv(const CellSpec& spec) {
   std::vector<std::string> env;
@@ -69,7 +69,8 @@ bool HoldsPipe(pid_t pid, const std::vector<ino_t>& inodes) {
       if (errno == ENOENT && fd > 64) break;
       continue;
     }
-    if (S_ISFIFO(st.st_mode) && std::find(inodes.begin(), inodes.end(), st.st_ino) != inodes.end()) {
+    if (S_ISFIFO(st.st_mode) &&
+        std::find(inodes.begin(), inodes.end(), st.st_ino) != inodes.end()) {
       return true;
     }
   }
@@ -101,8 +102,8 @@ Cell::Cell(CellHost* host, CellSpec spec, DoneCallback on_done)
     : host_(host), loop_(host->loop()), spec_(std::move(spec)), on_done_(std::move(on_done)) {}
 
 Cell::~Cell() {
-  for (EventLoop::Token t : {timeout_timer_, grace_timer_, kill_wait_timer_, poll_timer_,
-                             drain_timer_, cpu_timer_}) {
+  for (EventLoop::Token t :
+       {timeout_timer_, grace_timer_, kill_wait_timer_, poll_timer_, drain_timer_, cpu_timer_}) {
     if (t != 0) loop_->CancelTimer(t);
   }
   if (pidfd_token_ != 0) loop_->Remove(pidfd_token_);
@@ -126,7 +127,9 @@ void Cell::FailToStart(int exit_code, const std::string& error) {
 
 Status Cell::SetUpStdio(int* in_fd, int* out_fd, int* err_fd, UniqueFd* in_keep) {
   switch (spec_.stdin_mode) {
-    case StdinMode::kInherit: *in_fd = 0; break;
+    case StdinMode::kInherit:
+      *in_fd = 0;
+      break;
     case StdinMode::kNull: {
       ASSIGN_OR_RETURN(*in_fd, host_->DevNull());
       break;
@@ -171,8 +174,8 @@ void Cell::Launch() {
   result_.argv = spec_.argv;
   if (spec_.argv.empty()) return FailToStart(125, "no command given");
 
-  auto c = MakeContainment(host_->containment(), spec_.id, spec_.limits,
-                           host_->options_.single_cell);
+  auto c =
+      MakeContainment(host_->containment(), spec_.id, spec_.limits, host_->options_.single_cell);
   if (!c.ok()) return FailToStart(125, c.error().Wrap("create cell " + spec_.id).message());
   containment_ = std::move(c).value();
   result_.containment = ContainmentModeName(containment_->mode());
@@ -531,10 +534,10 @@ void Cell::Finish() {
     if (st.pids_max_hits > 0) r.limits_hit.push_back("pids");
     // RLIMIT_CPU ends a process with SIGXCPU at the budget and SIGKILL a second later.
     double used = containment_->CpuSecondsUsed().value_or(r.cpu_user_s.value_or(0) +
-                                                         r.cpu_system_s.value_or(0));
-    bool rlimit_hit = spec_.limits.cpu_s > 0 && r.signal &&
-                      (*r.signal == SIGXCPU ||
-                       (*r.signal == SIGKILL && used >= spec_.limits.cpu_s * 0.9));
+                                                          r.cpu_system_s.value_or(0));
+    bool rlimit_hit =
+        spec_.limits.cpu_s > 0 && r.signal &&
+        (*r.signal == SIGXCPU || (*r.signal == SIGKILL && used >= spec_.limits.cpu_s * 0.9));
     if (cpu_exceeded_ || rlimit_hit) {
       cpu_exceeded_ = true;
       r.limits_hit.push_back("cpu");
@@ -588,18 +591,18 @@ Result<std::unique_ptr<CellHost>> CellHost::Create(EventLoop* loop, HostOptions 
   std::unique_ptr<CellHost> host(new CellHost(loop, std::move(options)));
   if (host->options_.reap_orphans) {
     // Orphans of our cells come back to us instead of init, so we can kill and reap them.
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) return Error::FromErrno("prctl(PR_SET_CHILD_SUBREAPER)");
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+      return Error::FromErrno("prctl(PR_SET_CHILD_SUBREAPER)");
     sigset_t set = MakeSigset({SIGCHLD});
     TRY(BlockSignals(set));
     ASSIGN_OR_RETURN(SignalFd sfd, SignalFd::Create(set));
     host->sigchld_ = std::make_unique<SignalFd>(std::move(sfd));
     CellHost* h = host.get();
-    ASSIGN_OR_RETURN(host->sigchld_token_,
-                     loop->Add(host->sigchld_->fd(), EPOLLIN, [h](uint32_t) {
-                       while (h->sigchld_->Read().value_or(0) != 0) {
-                       }
-                       h->ReapChildren();
-                     }));
+    ASSIGN_OR_RETURN(host->sigchld_token_, loop->Add(host->sigchld_->fd(), EPOLLIN, [h](uint32_t) {
+      while (h->sigchld_->Read().value_or(0) != 0) {
+      }
+      h->ReapChildren();
+    }));
     // Children may have exited before the signalfd existed: reap once before the first wait.
     host->ReapChildren();
   }

@@ -119,11 +119,11 @@ class Cell {
                    drain_timer_ = 0, cpu_timer_ = 0;
   EventLoop::Token events_token_ = 0;
   bool tree_gone_ = false;
-  bool gave_up_ = false;      // kill_wait expired with processes still there
+  bool gave_up_ = false;  // kill_wait expired with processes still there
   bool timed_out_ = false;
   bool cancelled_ = false;
   bool cpu_exceeded_ = false;
-  bool signalled_ = false;    // ForwardSignal was used
+  bool signalled_ = false;  // ForwardSignal was used
   std::string cancel_reason_;
   int leftover_killed_ = 0;
   bool done_ = false;

@@ -180,7 +180,8 @@ TEST_P(CellTest, TimeoutKillsSetsidAndDoubleForkedGrandchildren) {
 }
 
 TEST_P(CellTest, LeftoversAreKilledWhenTheLeaderExits) {
-  CellResult r = Run(Spec({"setsid-escape", "60", "+", "fork-orphans", "2", "60", "+", "exit", "0"}));
+  CellResult r =
+      Run(Spec({"setsid-escape", "60", "+", "fork-orphans", "2", "60", "+", "exit", "0"}));
   EXPECT_EQ(r.state, CellState::kExited);
   EXPECT_EQ(*r.exit_code, 0);
   EXPECT_EQ(r.leftover_killed, 3);
@@ -344,7 +345,8 @@ TEST_P(CellTest, ThousandsOfSequentialRunsLeakNothing) {
     ASSERT_NE(d, nullptr);
     std::string prefix = "t-" + std::to_string(getpid()) + "-";
     while (dirent* e = readdir(d)) {
-      EXPECT_NE(std::string(e->d_name).rfind(prefix, 0), 0u) << "left: " << root << "/" << e->d_name;
+      EXPECT_NE(std::string(e->d_name).rfind(prefix, 0), 0u)
+          << "left: " << root << "/" << e->d_name;
     }
     closedir(d);
   }
@@ -416,8 +418,9 @@ TEST_P(CellTest, CellsWithLimitsNeverUseThePool) {
   EXPECT_NE(V2PathIn(r.stdout_data).find("/" + s.id), std::string::npos) << r.stdout_data;
   // And the next unlimited cell gets a slot whose pids.max is the default.
   CellSpec t = Spec({});
-  t.argv = {"/bin/sh", "-c", "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids$(grep :pids: "
-                             "/proc/self/cgroup | cut -d: -f3)/pids.max"};
+  t.argv = {"/bin/sh", "-c",
+            "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids$(grep :pids: "
+            "/proc/self/cgroup | cut -d: -f3)/pids.max"};
   CellResult rt = Run(t);
   EXPECT_NE(rt.stdout_data.find("/pool/"), std::string::npos) << rt.stdout_data;
   EXPECT_NE(rt.stdout_data.find("\nmax\n"), std::string::npos) << rt.stdout_data;
@@ -584,16 +587,19 @@ TEST_P(CellTest, OverflowSlotsServeABusyOwnerAndGoWithIt) {
     }
     EXPECT_GE(overflow.size(), 2u);
     for (auto& slot : slots) {
-      if (crash) other->pool->Drop(std::move(slot), /*remove=*/false);
-      else other->pool->Return(std::move(slot));
+      if (crash)
+        other->pool->Drop(std::move(slot), /*remove=*/false);
+      else
+        other->pool->Return(std::move(slot));
     }
     other = Error::Msg("gone");
     if (crash) SweepOrphanedCells(config_);
     for (const auto& [dir, ino] : overflow) {
       struct stat st {};
       bool same = stat(dir.c_str(), &st) == 0 && st.st_ino == ino;
-      EXPECT_FALSE(same) << dir << (crash ? " outlived its crashed owner's next sweep"
-                                          : " outlived its owner");
+      EXPECT_FALSE(same) << dir
+                         << (crash ? " outlived its crashed owner's next sweep"
+                                   : " outlived its owner");
     }
   }
 
@@ -603,8 +609,8 @@ TEST_P(CellTest, OverflowSlotsServeABusyOwnerAndGoWithIt) {
   int done = 0;
   for (int i = 0; i < kCells; ++i) {
     CellSpec s = Spec({});
-    s.argv = {"/bin/sh", "-c", std::string("cat /proc/self/cgroup; exec ") + kPayload +
-                                   " sleep 0.3"};
+    s.argv = {"/bin/sh", "-c",
+              std::string("cat /proc/self/cgroup; exec ") + kPayload + " sleep 0.3"};
     host_->Start(s, [&results, &done, i](const CellResult& r) {
       results[i] = r;
       ++done;
@@ -620,7 +626,9 @@ TEST_P(CellTest, OverflowSlotsServeABusyOwnerAndGoWithIt) {
 INSTANTIATE_TEST_SUITE_P(Backends, CellTest,
                          ::testing::Values(ContainmentMode::kCgroup1, ContainmentMode::kCgroup2,
                                            ContainmentMode::kPgroup),
-                         [](const auto& info) { return std::string(ContainmentModeName(info.param)); });
+                         [](const auto& info) {
+                           return std::string(ContainmentModeName(info.param));
+                         });
 
 }  // namespace
 }  // namespace corral

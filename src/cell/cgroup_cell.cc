@@ -146,7 +146,8 @@ class CgroupCell : public Containment {
         if (!V2Has("memory")) return MissingController("--memory", "memory");
         TRY(WriteFileString(v2 + "/memory.max", v));
         // Without this a limited cell pages out to swap instead of meeting its limit.
-        if (FileExists(v2 + "/memory.swap.max")) (void)WriteFileString(v2 + "/memory.swap.max", "0");
+        if (FileExists(v2 + "/memory.swap.max"))
+          (void)WriteFileString(v2 + "/memory.swap.max", "0");
       } else {
         const std::string& memory = own_->memory();
         if (memory.empty()) return MissingController("--memory", "memory (v1)");
@@ -172,8 +173,8 @@ class CgroupCell : public Containment {
   ContainmentMode mode_;
   ContainmentConfig config_;
   std::string id_;
-  std::unique_ptr<PoolSlot> slot_;   // a pooled cell: the claimed slot (until given back)
-  std::unique_ptr<CgroupDirs> own_;  // otherwise: this cell's own directories
+  std::unique_ptr<PoolSlot> slot_;       // a pooled cell: the claimed slot (until given back)
+  std::unique_ptr<CgroupDirs> own_;      // otherwise: this cell's own directories
   std::optional<CgroupCounters> final_;  // read once the tree is gone
   bool released_ = false;
 };

@@ -1,9 +1,6 @@
 // Host detection, choice of backend, preparation of corral's cgroup roots, and the sweeper.
 #include "cell/containment.h"
 
-#include "cell/cgroup_pool.h"
-#include "sys/proc.h"
-
 #include <dirent.h>
 #include <signal.h>
 #include <sys/stat.h>
@@ -12,6 +9,9 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+
+#include "cell/cgroup_pool.h"
+#include "sys/proc.h"
 
 namespace corral {
 
@@ -22,9 +22,12 @@ std::unique_ptr<Containment> MakePgroupContainment(const std::string& cell_id, b
 
 const char* ContainmentModeName(ContainmentMode m) {
   switch (m) {
-    case ContainmentMode::kCgroup2: return "cgroup2";
-    case ContainmentMode::kCgroup1: return "cgroup1";
-    case ContainmentMode::kPgroup: return "pgroup";
+    case ContainmentMode::kCgroup2:
+      return "cgroup2";
+    case ContainmentMode::kCgroup1:
+      return "cgroup1";
+    case ContainmentMode::kPgroup:
+      return "pgroup";
   }
   return "pgroup";
 }
@@ -98,7 +101,8 @@ Result<ContainmentConfig> SetUpCgroup2(const HostCgroups& h, const std::string& 
   c.mode = ContainmentMode::kCgroup2;
   c.v2_root = h.v2_mount + "/" + name;
   if (auto st = MakeDir(c.v2_root); !st.ok()) {
-    return st.error().Wrap("cgroup2 at " + h.v2_mount + " is not writable (run as root, or "
+    return st.error().Wrap("cgroup2 at " + h.v2_mount +
+                           " is not writable (run as root, or "
                            "give corral a delegated subtree)");
   }
   std::vector<std::string> want;
@@ -109,9 +113,9 @@ Result<ContainmentConfig> SetUpCgroup2(const HostCgroups& h, const std::string& 
     std::vector<std::string> at_mount = EnableControllers(h.v2_mount, want);
     c.v2_enabled = EnableControllers(c.v2_root, at_mount);
   }
-  c.why = "cgroup2 at " + h.v2_mount +
-          (c.v2_enabled.empty() ? std::string(" (no controllers: no limits)")
-                                : " with controllers");
+  c.why =
+      "cgroup2 at " + h.v2_mount +
+      (c.v2_enabled.empty() ? std::string(" (no controllers: no limits)") : " with controllers");
   for (const std::string& e : c.v2_enabled) c.why += " " + e;
   return c;
 }
@@ -183,9 +187,12 @@ Result<ContainmentConfig> ChooseMode(std::optional<ContainmentMode> forced,
   HostCgroups h = DetectHostCgroups();
   if (forced) {
     switch (*forced) {
-      case ContainmentMode::kCgroup2: return SetUpCgroup2(h, cgroup_root);
-      case ContainmentMode::kCgroup1: return SetUpCgroup1(h, cgroup_root);
-      case ContainmentMode::kPgroup: return SetUpPgroup("forced with --containment pgroup");
+      case ContainmentMode::kCgroup2:
+        return SetUpCgroup2(h, cgroup_root);
+      case ContainmentMode::kCgroup1:
+        return SetUpCgroup1(h, cgroup_root);
+      case ContainmentMode::kPgroup:
+        return SetUpPgroup("forced with --containment pgroup");
     }
   }
   std::string why;

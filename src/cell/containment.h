@@ -38,9 +38,9 @@ std::optional<ContainmentMode> ParseContainmentMode(const std::string& s);
 
 // What the host offers, read from /proc/self/mounts and the cgroup roots.
 struct HostCgroups {
-  std::string v2_mount;               // empty: no cgroup2 mounted
-  bool v2_hybrid = false;             // cgroup2 mounted beside v1 hierarchies
-  std::vector<std::string> v2_controllers;  // available at the cgroup2 root
+  std::string v2_mount;                                    // empty: no cgroup2 mounted
+  bool v2_hybrid = false;                                  // cgroup2 mounted beside v1 hierarchies
+  std::vector<std::string> v2_controllers;                 // available at the cgroup2 root
   std::string v1_pids, v1_memory, v1_cpuacct, v1_freezer;  // mount points; empty if absent
 };
 HostCgroups DetectHostCgroups();
@@ -50,10 +50,10 @@ class CgroupPool;
 // The chosen backend and where its cells live.
 struct ContainmentConfig {
   ContainmentMode mode = ContainmentMode::kPgroup;
-  std::string v2_root;      // cgroup2 directory holding the cells ("" in pgroup, or v1 w/o v2)
+  std::string v2_root;  // cgroup2 directory holding the cells ("" in pgroup, or v1 w/o v2)
   std::vector<std::string> v2_enabled;  // controllers enabled for cells under v2_root
   std::string v1_pids_root, v1_memory_root, v1_cpuacct_root;  // cgroup1 mode
-  std::string why;          // one sentence: why this mode was chosen
+  std::string why;  // one sentence: why this mode was chosen
   // Reusable cell cgroups (cgroup_pool.h), shared by the copies of this config; nullptr: every
   // cell creates and removes its own directories.
   std::shared_ptr<CgroupPool> pool;

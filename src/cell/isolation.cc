@@ -544,9 +544,9 @@ bool IsolateEnter(const IsolationPlan& plan, const char** what, const char** obj
         break;
     }
   }
-  if (plan.net_fd >= 0 && (setns(plan.net_fd, CLONE_NEWNET) != 0 ||
-                           setns(plan.ipc_fd, CLONE_NEWIPC) != 0 ||
-                           setns(plan.uts_fd, CLONE_NEWUTS) != 0)) {
+  if (plan.net_fd >= 0 &&
+      (setns(plan.net_fd, CLONE_NEWNET) != 0 || setns(plan.ipc_fd, CLONE_NEWIPC) != 0 ||
+       setns(plan.uts_fd, CLONE_NEWUTS) != 0)) {
     return fail("isolate: setns(namespaces made ahead)", nullptr);
   }
   if (plan.lo_up && !LoopbackUp()) return fail("isolate: bring up loopback", "lo");

@@ -43,8 +43,9 @@ TEST(IsolationSeccomp, RefusesPtraceMountAndNamespacesWithEperm) {
   EXPECT_EQ(UnderFilter([] { return unshare(CLONE_NEWUSER) < 0 ? errno : 0; }), EPERM);
   EXPECT_EQ(UnderFilter([] { return syscall(SYS_clone3, nullptr, 0) < 0 ? errno : 0; }), ENOSYS);
   // The last of the deny-list too (the compares share one return: every offset must land on it).
-  EXPECT_EQ(UnderFilter([] { return syscall(SYS_io_uring_register, -1, 0, nullptr, 0) < 0 ? errno : 0; }),
-            EPERM);
+  EXPECT_EQ(
+      UnderFilter([] { return syscall(SYS_io_uring_register, -1, 0, nullptr, 0) < 0 ? errno : 0; }),
+      EPERM);
 #if defined(__x86_64__)
   EXPECT_EQ(UnderFilter([] { return syscall(SYS_uselib, "/nonexistent") < 0 ? errno : 0; }), EPERM);
 #endif

@@ -25,11 +25,9 @@
 namespace corral {
 namespace {
 
-
 class PgroupCell : public Containment {
  public:
-  PgroupCell(const std::string& id, bool single_cell)
-      : id_(id), single_cell_(single_cell) {}
+  PgroupCell(const std::string& id, bool single_cell) : id_(id), single_cell_(single_cell) {}
 
   ContainmentMode mode() const override { return ContainmentMode::kPgroup; }
 

@@ -6,20 +6,28 @@ namespace corral {
 
 const char* CellStateName(CellState s) {
   switch (s) {
-    case CellState::kExited: return "exited";
-    case CellState::kTimedOut: return "timed_out";
-    case CellState::kKilled: return "killed";
-    case CellState::kCancelled: return "cancelled";
-    case CellState::kFailedToStart: return "failed_to_start";
+    case CellState::kExited:
+      return "exited";
+    case CellState::kTimedOut:
+      return "timed_out";
+    case CellState::kKilled:
+      return "killed";
+    case CellState::kCancelled:
+      return "cancelled";
+    case CellState::kFailedToStart:
+      return "failed_to_start";
   }
   return "exited";
 }
 
 int CellResult::ShellExitCode() const {
   switch (state) {
-    case CellState::kTimedOut: return 124;
-    case CellState::kFailedToStart: return exit_code.value_or(125);
-    default: break;
+    case CellState::kTimedOut:
+      return 124;
+    case CellState::kFailedToStart:
+      return exit_code.value_or(125);
+    default:
+      break;
   }
   if (exit_code) return *exit_code;
   if (signal) return 128 + *signal;
@@ -47,8 +55,11 @@ nlohmann::json ResultToJson(const CellResult& r) {
   j["pids_peak"] = r.pids_peak ? json(*r.pids_peak) : json(nullptr);
   json stuck = json::array();
   for (const StuckProcess& s : r.stuck) {
-    stuck.push_back({{"pid", s.pid}, {"comm", s.comm}, {"state", std::string(1, s.state)},
-                     {"wchan", s.wchan}, {"holds_output", s.holds_output}});
+    stuck.push_back({{"pid", s.pid},
+                     {"comm", s.comm},
+                     {"state", std::string(1, s.state)},
+                     {"wchan", s.wchan},
+                     {"holds_output", s.holds_output}});
   }
   j["leftover"] = {{"killed", r.leftover_killed},
                    {"stuck", static_cast<int>(r.stuck.size())},

@@ -33,23 +33,23 @@ struct Isolation;
 struct NamespaceSet;  // cell/ns_pool.h
 
 struct SpawnRequest {
-  std::string path;                // executable, already resolved (see ResolveExecutable)
-  std::vector<std::string> argv;   // argv[0] included
-  std::vector<std::string> env;    // "K=V" entries, exactly the child's environment
-  std::string cwd;                 // empty: inherit
-  int umask = -1;                  // -1: inherit
-  int stdin_fd = 0;                // fds the child gets as 0, 1, 2
+  std::string path;               // executable, already resolved (see ResolveExecutable)
+  std::vector<std::string> argv;  // argv[0] included
+  std::vector<std::string> env;   // "K=V" entries, exactly the child's environment
+  std::string cwd;                // empty: inherit
+  int umask = -1;                 // -1: inherit
+  int stdin_fd = 0;               // fds the child gets as 0, 1, 2
   int stdout_fd = 1;
   int stderr_fd = 2;
-  int cgroup_dir_fd = -1;          // cgroup2 directory for CLONE_INTO_CGROUP; -1: none
+  int cgroup_dir_fd = -1;  // cgroup2 directory for CLONE_INTO_CGROUP; -1: none
   // That directory's cgroup.procs, joined through instead when the kernel kills a child cloned
   // into it at birth (Linux 6.18 does so for a directory cgroup.kill was ever written to: see
   // cell/cgroup_pool.h); -1: none, such a spawn fails.
   int cgroup_procs_fallback_fd = -1;
-  std::vector<int> join_fds;       // cgroup.procs files (v1 or fallback) the child writes "0" to
-  bool new_session = true;         // setsid(): own session and process group
-  uint64_t default_signals = 0;    // bit N-1: signal N set to SIG_DFL in the child (IgnoredSignals)
-  unsigned long cpu_limit_s = 0;   // RLIMIT_CPU for the child (0: unlimited)
+  std::vector<int> join_fds;      // cgroup.procs files (v1 or fallback) the child writes "0" to
+  bool new_session = true;        // setsid(): own session and process group
+  uint64_t default_signals = 0;   // bit N-1: signal N set to SIG_DFL in the child (IgnoredSignals)
+  unsigned long cpu_limit_s = 0;  // RLIMIT_CPU for the child (0: unlimited)
   const struct rlimit* nofile = nullptr;  // RLIMIT_NOFILE for the child; nullptr: ours
   // Identity to switch to (daemon callers); uid < 0 keeps ours.
   long uid = -1;

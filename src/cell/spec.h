@@ -27,13 +27,13 @@ struct Limits {
 enum class NetMode { kNone, kHost };
 struct Isolation {
   bool enabled = false;
-  NetMode net = NetMode::kNone;    // kNone: a new network namespace with `lo` only
-  std::vector<std::string> rw;     // writable (bind-mounted read-write); "." is the cell's cwd
-  std::vector<std::string> ro;     // read-only again (e.g. a .git inside a --rw path)
-  std::vector<std::string> hide;   // covered: an empty read-only tmpfs (dir), /dev/null (file)
-  bool seccomp = true;             // the default deny-list (ptrace, mount, bpf, kexec, ...)
-  bool landlock = true;            // when the kernel has it (doctor says); mounts enforce anyway
-  std::string profile;             // the profile it came from, for messages; empty: flags only
+  NetMode net = NetMode::kNone;   // kNone: a new network namespace with `lo` only
+  std::vector<std::string> rw;    // writable (bind-mounted read-write); "." is the cell's cwd
+  std::vector<std::string> ro;    // read-only again (e.g. a .git inside a --rw path)
+  std::vector<std::string> hide;  // covered: an empty read-only tmpfs (dir), /dev/null (file)
+  bool seccomp = true;            // the default deny-list (ptrace, mount, bpf, kexec, ...)
+  bool landlock = true;           // when the kernel has it (doctor says); mounts enforce anyway
+  std::string profile;            // the profile it came from, for messages; empty: flags only
 };
 
 enum class StdinMode { kInherit, kNull, kFile, kBytes };
@@ -48,16 +48,16 @@ struct CellSpec {
   std::string cwd;                // empty: inherit
   int umask = -1;                 // file mode creation mask (0..0777); -1: inherit
   std::vector<std::pair<std::string, std::string>> env;  // set/override
-  bool clear_env = false;         // start from an empty environment instead of ours
+  bool clear_env = false;  // start from an empty environment instead of ours
   StdinMode stdin_mode = StdinMode::kNull;
-  std::string stdin_data;         // kFile: the path; kBytes: the bytes
+  std::string stdin_data;  // kFile: the path; kBytes: the bytes
   OutputMode output = OutputMode::kCapture;
-  uint64_t max_output_bytes = 1 << 20;  // per stream, capture mode
-  int64_t timeout_ns = 0;               // 0: none
-  int64_t grace_ns = 2 * kNsPerSec;     // SIGTERM -> SIGKILL
-  int64_t kill_wait_ns = 1 * kNsPerSec; // SIGKILL -> give up waiting, report stuck
+  uint64_t max_output_bytes = 1 << 20;   // per stream, capture mode
+  int64_t timeout_ns = 0;                // 0: none
+  int64_t grace_ns = 2 * kNsPerSec;      // SIGTERM -> SIGKILL
+  int64_t kill_wait_ns = 1 * kNsPerSec;  // SIGKILL -> give up waiting, report stuck
   Limits limits;
-  long uid = -1;                  // run as this identity (daemon, root callers); -1: ours
+  long uid = -1;  // run as this identity (daemon, root callers); -1: ours
   long gid = -1;
   std::vector<unsigned> groups;
   Isolation isolation;
@@ -90,9 +90,9 @@ struct CellResult {
   int leftover_killed = 0;
   std::vector<StuckProcess> stuck;
   std::string containment;
-  std::string reason;  // empty: plain exit
+  std::string reason;                   // empty: plain exit
   std::vector<std::string> limits_hit;  // "memory", "pids", "cpu"
-  std::string error;   // failed_to_start
+  std::string error;                    // failed_to_start
   double spawn_s = 0;  // time to create the cell and spawn its leader (metrics; not in JSON)
   // The exit code `corral run` returns for this result (coreutils `timeout` conventions).
   int ShellExitCode() const;

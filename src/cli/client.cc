@@ -130,7 +130,8 @@ int TaskIdCommand(const char* verb, const char* help, int argc, char** argv) {
 int ExitCodeOf(const jsonrpc::json& r) {
   std::string state = r.value("state", "");
   if (state == "timed_out") return 124;
-  if (r.contains("exit_code") && r["exit_code"].is_number_integer()) return r["exit_code"].get<int>();
+  if (r.contains("exit_code") && r["exit_code"].is_number_integer())
+    return r["exit_code"].get<int>();
   if (state == "failed_to_start") return kExitCorralError;
   if (r.contains("signal") && r["signal"].is_string()) {
     int sig = 0;

@@ -112,29 +112,34 @@ int Daemon(int argc, char** argv) {
       return Fail("unknown option " + a + " (see `corral daemon --help`)");
     }
     if (!value(&v)) return Fail(a + " needs a value");
-    if (a == "--socket") socket_path = v;
-    else if (a == "--socket-group") socket_group = v;
-    else if (a == "--metrics") metrics_addr = v;
-    else if (a == "--state-dir") state_dir = v;
-    else if (a == "--containment") containment = v;
-    else if (a == "--queue") queue_kind = v;
+    if (a == "--socket")
+      socket_path = v;
+    else if (a == "--socket-group")
+      socket_group = v;
+    else if (a == "--metrics")
+      metrics_addr = v;
+    else if (a == "--state-dir")
+      state_dir = v;
+    else if (a == "--containment")
+      containment = v;
+    else if (a == "--queue")
+      queue_kind = v;
     else if (a == "--lease") {
       auto d = ParseDurationNs(v);
       if (!d || *d < kNsPerSec) return Fail("--lease: '" + v + "' is not a duration of 1s or more");
       lease_ms = *d / kNsPerMs;
-    }
-    else if (a == "--retain") {
+    } else if (a == "--retain") {
       auto d = ParseDurationNs(v);
-      if (!d || *d < kNsPerSec) return Fail("--retain: '" + v + "' is not a duration of 1s or more");
+      if (!d || *d < kNsPerSec)
+        return Fail("--retain: '" + v + "' is not a duration of 1s or more");
       retain_ms = *d / kNsPerMs;
-    }
-    else if (a == "--queue-parallel") {
+    } else if (a == "--queue-parallel") {
       size_t n = 0;
       if (!count(&n)) return Fail("--queue-parallel: '" + v + "' is not a number");
       queue_parallel = static_cast<int64_t>(n);
-    }
-    else if (a == "--max-running") {
-      if (!count(&opts.max_running) || opts.max_running == 0) return Fail("--max-running: '" + v + "' is not a positive number");
+    } else if (a == "--max-running") {
+      if (!count(&opts.max_running) || opts.max_running == 0)
+        return Fail("--max-running: '" + v + "' is not a positive number");
     } else if (a == "--max-queued") {
       if (!count(&opts.max_queued)) return Fail("--max-queued: '" + v + "' is not a number");
     } else if (a == "--scan-interval") {
@@ -153,7 +158,8 @@ int Daemon(int argc, char** argv) {
   std::optional<ContainmentMode> forced;
   if (!containment.empty()) {
     forced = ParseContainmentMode(containment);
-    if (!forced) return Fail("--containment: '" + containment + "' is not cgroup2, cgroup1 or pgroup");
+    if (!forced)
+      return Fail("--containment: '" + containment + "' is not cgroup2, cgroup1 or pgroup");
   }
   auto config = ChooseContainment(forced);
   if (!config.ok()) return Fail(config.error().message());
@@ -179,7 +185,8 @@ int Daemon(int argc, char** argv) {
       queue_kind.find('=') != std::string::npos) {
     queue_opts.postgres = queue_kind;  // a libpq conninfo: URI or key=value pairs
   } else if (queue_kind != "sqlite") {
-    return Fail("--queue: '" + queue_kind + "' is neither sqlite nor a PostgreSQL conninfo "
+    return Fail("--queue: '" + queue_kind +
+                "' is neither sqlite nor a PostgreSQL conninfo "
                 "(postgres://USER@HOST:PORT/DB or 'host=... dbname=...')");
   }
   auto queue_or = TaskQueue::Open(loop, sup, queue_opts, api::CellParamsSpecBuilder());
@@ -235,8 +242,8 @@ int Daemon(int argc, char** argv) {
         } else {
           host_metrics.CountError();
         }
-        nlohmann::json j = r.ok() ? scan::ReportToJson(r.value())
-                                  : nlohmann::json{{"error", r.error().message()}};
+        nlohmann::json j =
+            r.ok() ? scan::ReportToJson(r.value()) : nlohmann::json{{"error", r.error().message()}};
         lock.lock();
         last_scan = std::move(j);
       } while (!scan_cv.wait_for(lock, std::chrono::nanoseconds(scan_interval_ns),

@@ -38,9 +38,10 @@ std::string Trim(std::string s) {
 
 int Doctor(int argc, char** argv) {
   if (argc > 1 && (std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h")) {
-    std::puts("usage: corral doctor\n\nPrints what this host supports (cgroup hierarchies and "
-              "controllers, pidfd, clone3,\nsubreaper, pid_max) and which containment mode corral "
-              "picks, and why.");
+    std::puts(
+        "usage: corral doctor\n\nPrints what this host supports (cgroup hierarchies and "
+        "controllers, pidfd, clone3,\nsubreaper, pid_max) and which containment mode corral "
+        "picks, and why.");
     return 0;
   }
   struct utsname u;
@@ -64,8 +65,9 @@ int Doctor(int argc, char** argv) {
               h.v1_freezer.empty() ? "-" : h.v1_freezer.c_str());
 
   auto self = PidfdOpen(getpid());
-  std::printf("pidfd             %s\n", self.ok() ? "yes (pidfd_open, pidfd_send_signal, waitid P_PIDFD)"
-                                                 : self.error().message().c_str());
+  std::printf("pidfd             %s\n", self.ok()
+                                            ? "yes (pidfd_open, pidfd_send_signal, waitid P_PIDFD)"
+                                            : self.error().message().c_str());
   long clone3 = syscall(435, nullptr, 0);  // EINVAL/EFAULT: exists; ENOSYS: missing
   std::printf("clone3            %s\n", (clone3 < 0 && errno == ENOSYS) ? "no" : "yes");
   std::printf("close_range       %s\n",
@@ -88,9 +90,11 @@ int Doctor(int argc, char** argv) {
   switch (c.mode) {
     case ContainmentMode::kCgroup2:
       std::printf("  cells under     %s\n", c.v2_root.c_str());
-      std::printf("  limits          --pids %s, --memory %s, --cpu (time budget) yes\n",
-                  YesNo(std::find(c.v2_enabled.begin(), c.v2_enabled.end(), "pids") != c.v2_enabled.end()),
-                  YesNo(std::find(c.v2_enabled.begin(), c.v2_enabled.end(), "memory") != c.v2_enabled.end()));
+      std::printf(
+          "  limits          --pids %s, --memory %s, --cpu (time budget) yes\n",
+          YesNo(std::find(c.v2_enabled.begin(), c.v2_enabled.end(), "pids") != c.v2_enabled.end()),
+          YesNo(std::find(c.v2_enabled.begin(), c.v2_enabled.end(), "memory") !=
+                c.v2_enabled.end()));
       break;
     case ContainmentMode::kCgroup1:
       std::printf("  cells under     %s%s%s\n", c.v1_pids_root.c_str(),
@@ -100,17 +104,19 @@ int Doctor(int argc, char** argv) {
                   YesNo(!c.v1_memory_root.empty()));
       break;
     case ContainmentMode::kPgroup:
-      std::printf("  limits          --pids no, --memory no, --cpu per process (RLIMIT_CPU)\n"
-                  "  note            orphans are found through the subreaper and /proc; a process "
-                  "that calls setsid\n                  and clears its environment cannot be "
-                  "attributed when several cells run\n");
+      std::printf(
+          "  limits          --pids no, --memory no, --cpu per process (RLIMIT_CPU)\n"
+          "  note            orphans are found through the subreaper and /proc; a process "
+          "that calls setsid\n                  and clears its environment cannot be "
+          "attributed when several cells run\n");
       break;
   }
   if (c.pool) {
-    std::printf("  cell pool       %s/pool/0..%d: reusable empty cgroups for cells without "
-                "--memory/--pids\n                  (%d kept at rest, the rest while their owner "
-                "runs more cells at once)\n",
-                c.v2_root.c_str(), kPoolSlots - 1, kKeptSlots);
+    std::printf(
+        "  cell pool       %s/pool/0..%d: reusable empty cgroups for cells without "
+        "--memory/--pids\n                  (%d kept at rest, the rest while their owner "
+        "runs more cells at once)\n",
+        c.v2_root.c_str(), kPoolSlots - 1, kKeptSlots);
   } else if (c.mode != ContainmentMode::kPgroup) {
     std::printf("  cell pool       off (%s): every cell creates and removes its directories\n",
                 c.v2_root.empty() ? "no cgroup2 directory to lock slots on"

@@ -78,8 +78,9 @@ int Exec(int argc, char** argv) {
   }
   auto started = client->Call("start", params);
   if (!started.ok() || !started->ok()) {
-    std::fprintf(stderr, "corral exec: %s\n",
-                 started.ok() ? started->error->message.c_str() : started.error().message().c_str());
+    std::fprintf(
+        stderr, "corral exec: %s\n",
+        started.ok() ? started->error->message.c_str() : started.error().message().c_str());
     return kExitCorralError;
   }
   std::string id = (*started->result)["id"];

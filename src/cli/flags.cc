@@ -18,12 +18,18 @@ std::optional<int64_t> ParseDurationNs(const std::string& s) {
   if (errno != 0 || end == s.c_str() || v < 0 || !std::isfinite(v)) return std::nullopt;
   std::string unit(end);
   double scale;
-  if (unit.empty() || unit == "s") scale = 1e9;
-  else if (unit == "ms") scale = 1e6;
-  else if (unit == "m") scale = 60e9;
-  else if (unit == "h") scale = 3600e9;
-  else if (unit == "d") scale = 86400e9;
-  else return std::nullopt;
+  if (unit.empty() || unit == "s")
+    scale = 1e9;
+  else if (unit == "ms")
+    scale = 1e6;
+  else if (unit == "m")
+    scale = 60e9;
+  else if (unit == "h")
+    scale = 3600e9;
+  else if (unit == "d")
+    scale = 86400e9;
+  else
+    return std::nullopt;
   double ns = v * scale;
   if (ns > 9e18) return std::nullopt;
   return static_cast<int64_t>(ns);
@@ -55,11 +61,16 @@ std::optional<uint64_t> ParseBytes(const std::string& s) {
   if (errno != 0 || end == s.c_str()) return std::nullopt;
   std::string unit(end);
   uint64_t scale;
-  if (unit.empty() || unit == "B") scale = 1;
-  else if (unit == "K" || unit == "k" || unit == "KiB") scale = 1ULL << 10;
-  else if (unit == "M" || unit == "MiB") scale = 1ULL << 20;
-  else if (unit == "G" || unit == "GiB") scale = 1ULL << 30;
-  else return std::nullopt;
+  if (unit.empty() || unit == "B")
+    scale = 1;
+  else if (unit == "K" || unit == "k" || unit == "KiB")
+    scale = 1ULL << 10;
+  else if (unit == "M" || unit == "MiB")
+    scale = 1ULL << 20;
+  else if (unit == "G" || unit == "GiB")
+    scale = 1ULL << 30;
+  else
+    return std::nullopt;
   if (v > UINT64_MAX / scale) return std::nullopt;
   return static_cast<uint64_t>(v) * scale;
 }
@@ -133,8 +144,10 @@ std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_cont
       err = need(&v);
       if (!err) {
         auto n = ParseInteger(v, 1, 4194304);  // PID_MAX_LIMIT
-        if (!n) err = "--pids: '" + v + "' is not a number of processes from 1 to 4194304";
-        else spec.limits.pids = static_cast<uint64_t>(*n);
+        if (!n)
+          err = "--pids: '" + v + "' is not a number of processes from 1 to 4194304";
+        else
+          spec.limits.pids = static_cast<uint64_t>(*n);
       }
     } else if (name == "--cpu") {
       int64_t ns = 0;

@@ -13,13 +13,17 @@ int Kill(int argc, char** argv) {
   std::string id, sig;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--signal" && i + 1 < argc) sig = argv[++i];
-    else if (a.rfind("--signal=", 0) == 0) sig = a.substr(9);
-    else if (a[0] != '-' && id.empty()) id = a;
+    if (a == "--signal" && i + 1 < argc)
+      sig = argv[++i];
+    else if (a.rfind("--signal=", 0) == 0)
+      sig = a.substr(9);
+    else if (a[0] != '-' && id.empty())
+      id = a;
     else {
-      std::fputs("usage: corral kill [--socket PATH] [--signal SIG] ID\n\nEnds cell ID's whole "
-                 "tree (SIGTERM, grace, SIGKILL), or with --signal sends SIG to every process.\n",
-                 a == "--help" ? stdout : stderr);
+      std::fputs(
+          "usage: corral kill [--socket PATH] [--signal SIG] ID\n\nEnds cell ID's whole "
+          "tree (SIGTERM, grace, SIGKILL), or with --signal sends SIG to every process.\n",
+          a == "--help" ? stdout : stderr);
       return a == "--help" ? 0 : kExitCorralError;
     }
   }

@@ -40,8 +40,10 @@ int TaskLogs(UnixClient* client, const std::string& id, bool err, bool follow, i
   int64_t shown = 0;  // the attempt whose bytes are being printed
   for (;;) {
     jsonrpc::json params = {{"id", id}, {"stream", err ? "stderr" : "stdout"}, {"offset", offset}};
-    if (attempt > 0) params["attempt"] = attempt;
-    else if (shown > 0) params["attempt"] = shown;
+    if (attempt > 0)
+      params["attempt"] = attempt;
+    else if (shown > 0)
+      params["attempt"] = shown;
     auto chunk = PrintChunk(client, "task_output", params);
     if (!chunk) return kExitCorralError;
     const auto& res = chunk->result;
@@ -75,8 +77,10 @@ int Logs(int argc, char** argv) {
   int64_t attempt = 0;  // tasks: 0 = the latest attempt
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--stderr") err = true;
-    else if (a == "--follow" || a == "-f") follow = true;
+    if (a == "--stderr")
+      err = true;
+    else if (a == "--follow" || a == "-f")
+      follow = true;
     else if (a == "--attempt" && i + 1 < argc) {
       auto n = ParseInteger(argv[++i], 1, INT64_MAX);
       if (!n) {
@@ -85,14 +89,15 @@ int Logs(int argc, char** argv) {
         return kExitCorralError;
       }
       attempt = *n;
-    }
-    else if (a[0] != '-' && id.empty()) id = a;
+    } else if (a[0] != '-' && id.empty())
+      id = a;
     else {
-      std::fputs("usage: corral logs [--socket PATH] [--stderr] [--follow] [--attempt N] ID\n\nPrints "
-                 "cell ID's output (stdout, or stderr with --stderr); --follow keeps printing until "
-                 "it ends.\nFor a task (t-N): its latest attempt, or attempt N; --follow goes on "
-                 "through retries until the task is finished.\n",
-                 a == "--help" ? stdout : stderr);
+      std::fputs(
+          "usage: corral logs [--socket PATH] [--stderr] [--follow] [--attempt N] ID\n\nPrints "
+          "cell ID's output (stdout, or stderr with --stderr); --follow keeps printing until "
+          "it ends.\nFor a task (t-N): its latest attempt, or attempt N; --follow goes on "
+          "through retries until the task is finished.\n",
+          a == "--help" ? stdout : stderr);
       return a == "--help" ? 0 : kExitCorralError;
     }
   }
@@ -109,8 +114,8 @@ int Logs(int argc, char** argv) {
   const char* stream = err ? "stderr" : "stdout";
   uint64_t offset = 0;
   for (;;) {
-    auto chunk = PrintChunk(&client.value(), "output",
-                            {{"id", id}, {"stream", stream}, {"offset", offset}});
+    auto chunk =
+        PrintChunk(&client.value(), "output", {{"id", id}, {"stream", stream}, {"offset", offset}});
     if (!chunk) return kExitCorralError;
     offset = chunk->result.value("next_offset", offset);
     if (!follow || (chunk->result.value("done", false) && chunk->empty)) return 0;

@@ -41,9 +41,10 @@ void PrintUsage(FILE* out) {
       "as a whole, always reaped and always measured.\n\ncommands:\n",
       out);
   for (const Subcommand& c : kSubcommands) std::fprintf(out, "  %-8s %s\n", c.name, c.summary);
-  std::fputs("\n`corral COMMAND --help` explains each one. Example:\n"
-             "  corral run --timeout 10s -- make test\n",
-             out);
+  std::fputs(
+      "\n`corral COMMAND --help` explains each one. Example:\n"
+      "  corral run --timeout 10s -- make test\n",
+      out);
 }
 
 }  // namespace

@@ -209,7 +209,7 @@ int Mcp(int argc, char** argv) {
   host_options.containment = std::move(config).value();
   host_options.reap_orphans = true;
   host_options.prebuilt_namespaces = 2;  // a session's isolated commands skip making namespaces
-  host_options.default_signals = true;  // nor what the MCP host ignored when it started us
+  host_options.default_signals = true;   // nor what the MCP host ignored when it started us
   auto host = CellHost::Create(loop->get(), std::move(host_options));
   if (!host.ok()) {
     std::fprintf(stderr, "corral mcp: %s\n", host.error().message().c_str());

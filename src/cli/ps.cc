@@ -11,8 +11,9 @@ int Ps(int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
   bool json = argc == 2 && std::string(argv[1]) == "--json";
   if (argc > 1 && !json) {
-    std::puts("usage: corral ps [--socket PATH] [--json]\n\nLists the daemon's cells: running, "
-              "queued and recently finished.");
+    std::puts(
+        "usage: corral ps [--socket PATH] [--json]\n\nLists the daemon's cells: running, "
+        "queued and recently finished.");
     return std::string(argv[1]) == "--help" ? 0 : kExitCorralError;
   }
   int code = 0;

@@ -125,8 +125,8 @@ int Run(int argc, char** argv) {
   }
   auto config = ChooseContainment(forced);
   if (!config.ok()) {
-    std::fprintf(stderr, "corral run: cannot use --containment %s: %s\n",
-                 flags.containment.c_str(), config.error().message().c_str());
+    std::fprintf(stderr, "corral run: cannot use --containment %s: %s\n", flags.containment.c_str(),
+                 config.error().message().c_str());
     return kExitCorralError;
   }
   auto loop = EventLoop::Create();

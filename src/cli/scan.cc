@@ -36,7 +36,8 @@ namespace {
 
 constexpr int kExitOverThreshold = 1;
 
-const char kHelp[] = R"(usage: corral scan [--json] [--watch DUR] [--serve ADDR:PORT] [--top N] [THRESHOLDS]
+const char kHelp[] =
+    R"(usage: corral scan [--json] [--watch DUR] [--serve ADDR:PORT] [--top N] [THRESHOLDS]
 
 Looks at every process on the host in one cheap pass over /proc and reports the damage that
 unmanaged children do, before it takes the host down:
@@ -160,7 +161,8 @@ void PrintText(const scan::ScanReport& r, FILE* out) {
   struct tm tm;
   localtime_r(&t, &tm);
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S", &tm);
-  double pct = r.pids.max ? 100.0 * static_cast<double>(r.pids.used) / static_cast<double>(r.pids.max) : 0;
+  double pct =
+      r.pids.max ? 100.0 * static_cast<double>(r.pids.used) / static_cast<double>(r.pids.max) : 0;
   std::fprintf(out, "corral scan  %s  %llu processes scanned in %.1f ms\n", when,
                static_cast<unsigned long long>(r.processes), r.duration_s * 1000);
   std::fprintf(out, "pids: %llu of pid_max %llu in use (%.0f%%), %llu zombies, %llu in D state\n\n",
@@ -222,7 +224,8 @@ void PrintText(const scan::ScanReport& r, FILE* out) {
   if (!r.skipped.empty()) {
     std::fprintf(out, "\nSKIPPED (not read because it could block)\n");
     for (const auto& s : r.skipped) {
-      std::fprintf(out, "  %s%s: %s (%s)\n", s.pid ? ("pid " + std::to_string(s.pid) + " ").c_str() : "",
+      std::fprintf(out, "  %s%s: %s (%s)\n",
+                   s.pid ? ("pid " + std::to_string(s.pid) + " ").c_str() : "",
                    Clip(s.comm, 16).c_str(), s.what.c_str(), s.why.c_str());
     }
   }

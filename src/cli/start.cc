@@ -16,10 +16,11 @@ int Start(int argc, char** argv) {
     return kExitCorralError;
   }
   if (flags.help) {
-    std::puts("usage: corral start [--socket PATH] [OPTIONS] -- CMD [ARG...]\n\n"
-              "Starts CMD in a cell of the daemon and prints its id. Options as `corral run`, and\n"
-              "like it the command gets your working directory, environment and umask.\n"
-              "Follow with `corral wait ID`, `corral logs ID [--follow]`, `corral kill ID`.");
+    std::puts(
+        "usage: corral start [--socket PATH] [OPTIONS] -- CMD [ARG...]\n\n"
+        "Starts CMD in a cell of the daemon and prints its id. Options as `corral run`, and\n"
+        "like it the command gets your working directory, environment and umask.\n"
+        "Follow with `corral wait ID`, `corral logs ID [--follow]`, `corral kill ID`.");
     return 0;
   }
   int code = 0;

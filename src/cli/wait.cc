@@ -11,7 +11,8 @@ int Wait(int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
   if (argc != 2 || std::string(argv[1]).rfind("-", 0) == 0) {
     std::fprintf(argc == 2 ? stdout : stderr,
-                 "usage: corral wait [--socket PATH] ID\n\nWaits for cell or task (t-N) ID to end, prints its "
+                 "usage: corral wait [--socket PATH] ID\n\nWaits for cell or task (t-N) ID to end, "
+                 "prints its "
                  "result object and exits with its exit code (124 timed out, 128+N signal N).\n");
     return argc == 2 ? 0 : kExitCorralError;
   }

@@ -303,8 +303,14 @@ void ScanOne(int procfd, int pid, bool fd_size_works, std::string* rel, FdBatch*
   if (n <= 0) return;
   auto st = ParseProcStat(std::string_view(buf, static_cast<size_t>(n)));
   if (!st.ok()) return;
-  Proc p{pid, st->ppid, st->state, (st->flags & kPfKthread) != 0, st->starttime_ticks,
-         st->num_threads, 0, std::move(st->comm)};
+  Proc p{pid,
+         st->ppid,
+         st->state,
+         (st->flags & kPfKthread) != 0,
+         st->starttime_ticks,
+         st->num_threads,
+         0,
+         std::move(st->comm)};
   if (!p.kthread && p.state != 'Z') {
     rel->resize(base);
     *rel += "/fd";
@@ -464,8 +470,8 @@ Result<ScanReport> HostScanner::Scan() {
       if (parent->kthread || z.state == 'Z') {
         // Kernel threads have no command line; a zombie's is gone.
       } else if (!fresh || z.state == 'D') {
-        r.skipped.push_back({ppid, z.comm, "cmdline",
-                             "process in D state: reading its memory can block"});
+        r.skipped.push_back(
+            {ppid, z.comm, "cmdline", "process in D state: reading its memory can block"});
       } else {
         z.cmdline = Cmdline(procfd.get(), ppid);
       }
@@ -494,8 +500,8 @@ Result<ScanReport> HostScanner::Scan() {
     d.tid = tid;
     d.ppid = ppid;
     d.comm = comm;
-    std::string base = pid == tid ? std::to_string(pid)
-                                  : std::to_string(pid) + "/task/" + std::to_string(tid);
+    std::string base =
+        pid == tid ? std::to_string(pid) : std::to_string(pid) + "/task/" + std::to_string(tid);
     d.wchan = Trim(ReadAtString(procfd.get(), base + "/wchan", 256));
     if (d.wchan == "0") d.wchan.clear();
     auto key = std::make_pair(tid, start);
@@ -552,7 +558,8 @@ Result<ScanReport> HostScanner::Scan() {
     if (tasks.ok()) {
       r.pids.used = tasks.value();
     } else {
-      for (const Proc& p : procs) r.pids.used += p.state == 'Z' ? 1 : static_cast<uint64_t>(std::max<int64_t>(p.threads, 1));
+      for (const Proc& p : procs)
+        r.pids.used += p.state == 'Z' ? 1 : static_cast<uint64_t>(std::max<int64_t>(p.threads, 1));
     }
   }
   if (o.cgroups) {
@@ -577,8 +584,8 @@ Result<ScanReport> HostScanner::Scan() {
 
   // --- GPU, joined with /proc liveness. ---
   if (o.gpu) {
-    NvmlAnswer a = QueryGpus(o.nvml_library.empty() ? NvmlLibraryPath() : o.nvml_library,
-                             o.nvml_deadline_ms);
+    NvmlAnswer a =
+        QueryGpus(o.nvml_library.empty() ? NvmlLibraryPath() : o.nvml_library, o.nvml_deadline_ms);
     r.gpu.available = a.available;
     r.gpu.status = a.status;
     if (a.status.rfind("skipped", 0) == 0) r.skipped.push_back({0, "", "GPU (NVML)", a.status});
@@ -609,7 +616,9 @@ Result<ScanReport> HostScanner::Scan() {
             std::string line = at == std::string::npos ? "" : status.substr(at + 7, eol - at - 7);
             size_t fields = 0;
             for (size_t i = 0; i < line.size(); ++i) {
-              if (line[i] != '\t' && line[i] != ' ' && (i == 0 || line[i - 1] == '\t' || line[i - 1] == ' ')) ++fields;
+              if (line[i] != '\t' && line[i] != ' ' &&
+                  (i == 0 || line[i - 1] == '\t' || line[i - 1] == ' '))
+                ++fields;
             }
             gp.state = fields > 1 ? "other_pid_namespace" : "alive";
           }
@@ -651,9 +660,10 @@ Result<ScanReport> HostScanner::Scan() {
   }
   for (const PidsCgroup& c : r.pids.cgroups) {
     if (c.max > 0 && static_cast<double>(c.current) >= t.pid_ratio * static_cast<double>(c.max)) {
-      r.findings.push_back("cgroup " + c.hierarchy + ":" + c.path + " uses " +
-                           std::to_string(c.current) + " of pids.max " + std::to_string(c.max) +
-                           " (" + Percent(static_cast<double>(c.current) / static_cast<double>(c.max)) + ")");
+      r.findings.push_back(
+          "cgroup " + c.hierarchy + ":" + c.path + " uses " + std::to_string(c.current) +
+          " of pids.max " + std::to_string(c.max) + " (" +
+          Percent(static_cast<double>(c.current) / static_cast<double>(c.max)) + ")");
     }
   }
   if (r.gpu.orphaned_bytes >= t.gpu_orphaned_bytes && r.gpu.orphaned_bytes > 0) {

@@ -39,19 +39,19 @@ namespace corral::scan {
 
 // What makes the scan say "over a threshold" (and `corral scan` exit 1).
 struct Thresholds {
-  int zombies_per_parent = 5;     // a parent holding this many zombie children
-  double dstate_s = 30;           // a process in D state this long
-  double fd_ratio = 0.8;          // open fds >= ratio * soft RLIMIT_NOFILE
-  double pid_ratio = 0.8;         // PIDs used >= ratio * pid_max (or a cgroup's pids.max)
+  int zombies_per_parent = 5;       // a parent holding this many zombie children
+  double dstate_s = 30;             // a process in D state this long
+  double fd_ratio = 0.8;            // open fds >= ratio * soft RLIMIT_NOFILE
+  double pid_ratio = 0.8;           // PIDs used >= ratio * pid_max (or a cgroup's pids.max)
   uint64_t gpu_orphaned_bytes = 1;  // GPU memory held by dead or zombie processes
 };
 
 struct ScanOptions {
   std::string proc = "/proc";
   Thresholds thresholds;
-  size_t top = 20;        // entries kept per list (zombie parents, D state, fds, cgroups)
-  uint64_t fd_min = 32;   // processes with fewer open fds are not checked against their limit
-  bool threads = false;   // also look at every thread's state (costs a read per thread)
+  size_t top = 20;       // entries kept per list (zombie parents, D state, fds, cgroups)
+  uint64_t fd_min = 32;  // processes with fewer open fds are not checked against their limit
+  bool threads = false;  // also look at every thread's state (costs a read per thread)
   bool gpu = true;
   std::string nvml_library;  // empty: NvmlLibraryPath()
   int nvml_deadline_ms = 2000;
@@ -61,30 +61,30 @@ struct ScanOptions {
 struct ZombieParent {
   int pid = 0;
   std::string comm;
-  std::string cmdline;     // empty when skipped (see ScanReport::skipped) or a kernel thread
-  char state = '?';        // the parent's own state; 'Z' is a zombie chain
+  std::string cmdline;  // empty when skipped (see ScanReport::skipped) or a kernel thread
+  char state = '?';     // the parent's own state; 'Z' is a zombie chain
   int zombies = 0;
-  double oldest_s = 0;     // age (since fork) of its oldest zombie child
-  std::vector<int> sample; // a few zombie PIDs
+  double oldest_s = 0;      // age (since fork) of its oldest zombie child
+  std::vector<int> sample;  // a few zombie PIDs
   std::string advice;
 };
 
 // A zombie whose parent is itself a zombie: nobody can reap it until the chain's top is reaped.
 struct ZombieChain {
-  int pid = 0;             // the zombie parent
+  int pid = 0;  // the zombie parent
   std::string comm;
-  int zombies = 0;         // zombies below it
-  int reaper = 0;          // nearest live ancestor, which must reap `pid` to free the chain
+  int zombies = 0;  // zombies below it
+  int reaper = 0;   // nearest live ancestor, which must reap `pid` to free the chain
   std::string reaper_comm;
 };
 
 struct DStateProcess {
   int pid = 0;
-  int tid = 0;             // == pid unless a secondary thread is the one in D state
+  int tid = 0;  // == pid unless a secondary thread is the one in D state
   int ppid = 0;
   std::string comm;
-  std::string wchan;       // kernel function it sleeps in ("" when the kernel hides it)
-  double since_s = 0;      // how long it has slept (scheduler estimate or first seen)
+  std::string wchan;   // kernel function it sleeps in ("" when the kernel hides it)
+  double since_s = 0;  // how long it has slept (scheduler estimate or first seen)
 };
 
 struct FdPressure {
@@ -96,17 +96,17 @@ struct FdPressure {
 };
 
 struct PidsCgroup {
-  std::string path;        // inside its hierarchy, "/" for the root
-  std::string hierarchy;   // "v1" or "v2"
+  std::string path;       // inside its hierarchy, "/" for the root
+  std::string hierarchy;  // "v1" or "v2"
   uint64_t current = 0;
   uint64_t max = 0;
 };
 
 struct PidsReport {
-  uint64_t used = 0;       // tasks (threads included) on the host: /proc/loadavg
-  uint64_t max = 0;        // /proc/sys/kernel/pid_max
+  uint64_t used = 0;  // tasks (threads included) on the host: /proc/loadavg
+  uint64_t max = 0;   // /proc/sys/kernel/pid_max
   uint64_t threads_max = 0;
-  uint64_t processes = 0;  // processes seen in this /proc
+  uint64_t processes = 0;           // processes seen in this /proc
   std::vector<PidsCgroup> cgroups;  // pids-limited cgroups, fullest first, top N
 };
 
@@ -138,7 +138,7 @@ struct GpuReport {
 struct Skipped {
   int pid = 0;
   std::string comm;
-  std::string what;        // the file or query not read
+  std::string what;  // the file or query not read
   std::string why;
 };
 
@@ -146,17 +146,17 @@ struct ScanReport {
   double timestamp_s = 0;  // wall clock, seconds since the epoch
   double duration_s = 0;
   uint64_t processes = 0;
-  uint64_t zombies = 0;    // all zombie processes on the host
+  uint64_t zombies = 0;  // all zombie processes on the host
   uint64_t dstate_total = 0;
   std::vector<ZombieParent> zombies_by_parent;  // most zombies first, top N
   std::vector<ZombieChain> zombie_chains;
-  std::vector<DStateProcess> dstate;            // longest first, top N
-  std::vector<FdPressure> fd_pressure;          // fullest first, over the fd threshold
-  double fd_max_ratio = 0;                      // highest open/soft over processes checked
+  std::vector<DStateProcess> dstate;    // longest first, top N
+  std::vector<FdPressure> fd_pressure;  // fullest first, over the fd threshold
+  double fd_max_ratio = 0;              // highest open/soft over processes checked
   PidsReport pids;
   GpuReport gpu;
   std::vector<Skipped> skipped;
-  std::vector<std::string> findings;            // one sentence per threshold crossed
+  std::vector<std::string> findings;  // one sentence per threshold crossed
 };
 
 // Keeps what one scan learns for the next (when each D-state process was first seen), so that

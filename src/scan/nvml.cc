@@ -75,8 +75,8 @@ bool ReadProcesses(const Api& api, ProcsFn fn, nvmlDevice_t dev, bool graphics,
   if (fn == nullptr) return true;
   unsigned int n = 64;
   for (int attempt = 0; attempt < 4; ++attempt) {
-    size_t elem = api.procs_version == 1 ? sizeof(nvmlProcessInfo_v1_t)
-                                         : sizeof(nvmlProcessInfo_v2_t);
+    size_t elem =
+        api.procs_version == 1 ? sizeof(nvmlProcessInfo_v1_t) : sizeof(nvmlProcessInfo_v2_t);
     std::vector<unsigned char> buf(static_cast<size_t>(n) * elem);
     unsigned int count = n;
     nvmlReturn_t rc = fn(dev, &count, buf.data());
@@ -128,7 +128,8 @@ NvmlAnswer QueryNow(const std::string& library) {
   api.name = Sym<NameFn>(lib, "nvmlDeviceGetName");
   api.memory = Sym<MemoryFn>(lib, "nvmlDeviceGetMemoryInfo");
   for (const char* suffix : {"_v3", "_v2", ""}) {
-    api.compute = Sym<ProcsFn>(lib, (std::string("nvmlDeviceGetComputeRunningProcesses") + suffix).c_str());
+    api.compute =
+        Sym<ProcsFn>(lib, (std::string("nvmlDeviceGetComputeRunningProcesses") + suffix).c_str());
     if (api.compute != nullptr) {
       api.graphics = Sym<ProcsFn>(
           lib, (std::string("nvmlDeviceGetGraphicsRunningProcesses") + suffix).c_str());

@@ -21,9 +21,9 @@
 namespace corral::scan {
 
 struct NvmlProcess {
-  uint32_t pid = 0;           // as the driver sees it: the host (initial) PID namespace
-  uint64_t used_bytes = 0;    // 0 when the driver cannot tell (NVML_VALUE_NOT_AVAILABLE)
-  bool graphics = false;      // from the graphics list rather than the compute list
+  uint32_t pid = 0;         // as the driver sees it: the host (initial) PID namespace
+  uint64_t used_bytes = 0;  // 0 when the driver cannot tell (NVML_VALUE_NOT_AVAILABLE)
+  bool graphics = false;    // from the graphics list rather than the compute list
 };
 
 struct NvmlDevice {
@@ -35,9 +35,9 @@ struct NvmlDevice {
 };
 
 struct NvmlAnswer {
-  bool available = false;     // a library was loaded and initialised
-  std::string status;         // one sentence: "NVML 2 device(s)", "no NVML library: ...", ...
-  std::string library;        // the path or soname that was loaded / tried
+  bool available = false;  // a library was loaded and initialised
+  std::string status;      // one sentence: "NVML 2 device(s)", "no NVML library: ...", ...
+  std::string library;     // the path or soname that was loaded / tried
   std::vector<NvmlDevice> devices;
 };
 

@@ -36,7 +36,8 @@ Result<int64_t> ParseSchedExecStartNs(std::string_view text) {
   if (at == std::string_view::npos) return ProcParseError("/proc/PID/sched (se.exec_start)", text);
   std::string_view rest = text.substr(at + kKey.size());
   size_t colon = rest.find(':');
-  if (colon == std::string_view::npos) return ProcParseError("/proc/PID/sched (se.exec_start)", text);
+  if (colon == std::string_view::npos)
+    return ProcParseError("/proc/PID/sched (se.exec_start)", text);
   rest = rest.substr(colon + 1);
   std::string_view tok;
   if (!NextProcToken(&rest, &tok)) return ProcParseError("/proc/PID/sched (se.exec_start)", text);

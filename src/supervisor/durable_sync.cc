@@ -8,7 +8,7 @@
 namespace corral {
 
 Result<std::unique_ptr<DurableSync>> DurableSync::Start(const std::string& wal_path,
-                                                       std::function<void()> checkpoint) {
+                                                        std::function<void()> checkpoint) {
   ASSIGN_OR_RETURN(UniqueFd wal, OpenFile(wal_path, O_RDWR | O_CLOEXEC));
   UniqueFd event(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
   if (!event) return Error::FromErrno("eventfd", "task queue sync");

@@ -136,14 +136,13 @@ nlohmann::json RunningOutputPage(Supervisor* sup, const std::string& cell, bool 
               {"done", false}};
     }
   }
-  return {{"data", ""},       {"offset", offset},    {"next_offset", offset},
+  return {{"data", ""},       {"offset", offset},   {"next_offset", offset},
           {"total_bytes", 0}, {"truncated", false}, {"done", false}};
 }
 
 nlohmann::json NoAttemptYet(bool task_done) {
-  return {{"data", ""},       {"offset", 0},        {"next_offset", 0},
-          {"total_bytes", 0}, {"truncated", false}, {"done", false},
-          {"attempt", 0},     {"task_done", task_done}};
+  return {{"data", ""},         {"offset", 0},   {"next_offset", 0}, {"total_bytes", 0},
+          {"truncated", false}, {"done", false}, {"attempt", 0},     {"task_done", task_done}};
 }
 
 Result<UniqueFd> LockStateDir(const std::string& dir, const std::string& lock_name) {

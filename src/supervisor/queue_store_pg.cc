@@ -125,10 +125,14 @@ class PgTaskQueue::Conn {
                           "options",
                           "dbname",
                           nullptr};
-    const char* values[] = {"5",     "5",
-                            "2",     "3",
-                            "10000", "-c jit=off -c plan_cache_mode=force_custom_plan",
-                            conninfo.c_str(), nullptr};
+    const char* values[] = {"5",
+                            "5",
+                            "2",
+                            "3",
+                            "10000",
+                            "-c jit=off -c plan_cache_mode=force_custom_plan",
+                            conninfo.c_str(),
+                            nullptr};
     std::string why;
     if ((g_pq = LoadLibPq(&why)) == nullptr) return Error::Msg("--queue postgres: " + why);
     auto c = std::make_unique<Conn>();
@@ -163,8 +167,8 @@ class PgTaskQueue::Conn {
     if (it == prepared_.end()) {
       std::string name = "corral_" + std::to_string(prepared_.size());
       PgRes made(pq()->PQprepare(c_, name.c_str(), sql, n, nullptr));
-      if (!made.ok()) return PgRes(pq()->PQexecParams(c_, sql, n, nullptr, values.data(), nullptr,
-                                                      nullptr, 0));
+      if (!made.ok())
+        return PgRes(pq()->PQexecParams(c_, sql, n, nullptr, values.data(), nullptr, nullptr, 0));
       it = prepared_.emplace(sql, std::move(name)).first;
     }
     return PgRes(
@@ -906,12 +910,11 @@ std::variant<PgTaskQueue::Json, Refusal> PgTaskQueue::Output(const Caller& calle
   // The files live on the host whose daemon ran the attempt; elsewhere they read as empty.
   int col = stderr_stream ? 3 : 2;
   // Output files are on the host of the daemon that ran the attempt: read only our own.
-  std::string path = q.Null(0, col) || q.Text(0, 8).rfind(daemon_prefix_, 0) != 0
-                         ? std::string()
-                         : q.Text(0, col);
+  std::string path =
+      q.Null(0, col) || q.Text(0, 8).rfind(daemon_prefix_, 0) != 0 ? std::string() : q.Text(0, col);
   out.update(queue::FinishedOutputPage(path, q.Null(0, col + 2) ? 0 : q.Int(0, col + 2),
-                                      !q.Null(0, col + 4) && q.Int(0, col + 4) != 0, offset,
-                                      max_bytes));
+                                       !q.Null(0, col + 4) && q.Int(0, col + 4) != 0, offset,
+                                       max_bytes));
   return out;
 }
 

@@ -71,7 +71,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, Supervis
   host.containment = s->options_.containment;
   host.reap_orphans = s->options_.reap_orphans;
   host.prebuilt_namespaces = 4;  // isolated runs skip creating net/IPC/UTS namespaces (0.55 ms)
-  host.default_signals = true;  // cells do not inherit what the daemon's starter ignored
+  host.default_signals = true;   // cells do not inherit what the daemon's starter ignored
   ASSIGN_OR_RETURN(s->host_, CellHost::Create(loop, host));  // also sweeps dead owners' cgroups
   return s;
 }
@@ -140,23 +140,23 @@ std::optional<Refusal> Supervisor::Admit() const {
   auto pid_max = pid_max_text ? ParseU64Prefix(*pid_max_text) : std::nullopt;
   if (loadavg && pid_max) {
     size_t slash = loadavg->find('/');
-    uint64_t tasks = slash == std::string::npos ? 0 : std::strtoull(loadavg->c_str() + slash + 1, nullptr, 10);
+    uint64_t tasks =
+        slash == std::string::npos ? 0 : std::strtoull(loadavg->c_str() + slash + 1, nullptr, 10);
     if (tasks > *pid_max * kPidHeadroom) {
-      return Refusal{Refusal::kOverloaded,
-                     "host is near pid_max (" + std::to_string(tasks) + " of " +
-                         std::to_string(*pid_max) + " pids in use): refusing to start more"};
+      return Refusal{Refusal::kOverloaded, "host is near pid_max (" + std::to_string(tasks) +
+                                               " of " + std::to_string(*pid_max) +
+                                               " pids in use): refusing to start more"};
     }
   }
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-    size_t slots = options_.containment.pool
-                       ? static_cast<size_t>(options_.containment.pool->HeldSlots())
-                       : 0;
+    size_t slots =
+        options_.containment.pool ? static_cast<size_t>(options_.containment.pool->HeldSlots()) : 0;
     size_t need = 64 + (running() + 1) * kFdsPerCell + slots * kExtraFdsPerPoolSlot;
     if (need > rl.rlim_cur * kFdHeadroom) {
-      return Refusal{Refusal::kOverloaded,
-                     "the daemon is near its fd limit (RLIMIT_NOFILE " +
-                         std::to_string(rl.rlim_cur) + "): refusing to start more cells"};
+      return Refusal{Refusal::kOverloaded, "the daemon is near its fd limit (RLIMIT_NOFILE " +
+                                               std::to_string(rl.rlim_cur) +
+                                               "): refusing to start more cells"};
     }
   }
   const std::string& pids_root = options_.containment.v1_pids_root;
@@ -168,8 +168,8 @@ std::optional<Refusal> Supervisor::Admit() const {
       uint64_t cur = cur_text ? ParseU64Prefix(*cur_text).value_or(0) : 0;
       if (cur > m * kPidHeadroom) {
         return Refusal{Refusal::kOverloaded, "corral's cell root is near its pids limit (" +
-                                                 std::to_string(cur) + " of " +
-                                                 std::to_string(m) + ")"};
+                                                 std::to_string(cur) + " of " + std::to_string(m) +
+                                                 ")"};
       }
     }
   }
@@ -207,7 +207,8 @@ void Supervisor::Launch(Record* rec, CellSpec spec) {
   std::string id = rec->id;
   rec->cell = host_->Start(std::move(spec), [this, id](const CellResult& r) { OnDone(id, r); });
   // The done callback may already have been queued (failed to start); it runs from the loop.
-  if (rec->cell != nullptr && rec->cell->leader_pid() > 0) WriteStateFile(*rec, rec->cell->leader_pid());
+  if (rec->cell != nullptr && rec->cell->leader_pid() > 0)
+    WriteStateFile(*rec, rec->cell->leader_pid());
 }
 
 void Supervisor::OnDone(const std::string& id, const CellResult& result) {
@@ -399,7 +400,8 @@ bool Supervisor::NeedsStateFiles() const {
 void Supervisor::WriteStateFile(const Record& rec, pid_t pid) {
   if (!NeedsStateFiles()) return;
   auto st = ReadProcStat(pid);
-  std::string text = std::to_string(pid) + " " + std::to_string(st ? st->starttime_ticks : 0) + "\n";
+  std::string text =
+      std::to_string(pid) + " " + std::to_string(st ? st->starttime_ticks : 0) + "\n";
   (void)WriteFileStringCreate(options_.state_dir + "/cells/" + rec.id, text);
 }
 

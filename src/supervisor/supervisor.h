@@ -25,8 +25,8 @@
 #include <variant>
 
 #include "cell/cell.h"
-#include "sys/fd.h"
 #include "sys/event_loop.h"
+#include "sys/fd.h"
 
 namespace corral {
 
@@ -114,14 +114,15 @@ class Supervisor {
     std::string id;
     uid_t owner = 0;
     std::vector<std::string> argv;
-    Cell* cell = nullptr;               // while running
+    Cell* cell = nullptr;                 // while running
     std::optional<CellSpec> queued_spec;  // while queued
-    std::optional<CellResult> result;   // once done
+    std::optional<CellResult> result;     // once done
     std::map<uint64_t, DoneCallback> waiters;
     int64_t created_ns = 0;
   };
 
-  Supervisor(EventLoop* loop, SupervisorOptions options) : loop_(loop), options_(std::move(options)) {}
+  Supervisor(EventLoop* loop, SupervisorOptions options)
+      : loop_(loop), options_(std::move(options)) {}
   Status Recover();
   std::optional<Refusal> Admit() const;
   void Launch(Record* rec, CellSpec spec);

@@ -17,8 +17,8 @@
 #include <cstring>
 
 #include "supervisor/durable_sync.h"
-#include "supervisor/queue_store_pg.h"
 #include "supervisor/queue_store_common.h"
+#include "supervisor/queue_store_pg.h"
 #include "sys/clock.h"
 #include "sys/pidfd.h"
 #include "sys/proc.h"
@@ -191,8 +191,8 @@ class WalCheckpointer {
   void Report(const char* why) {
     if (reported_) return;  // once: the WAL then grows until the cause goes
     reported_ = true;
-    std::fprintf(stderr, "corral daemon: task queue: checkpoint of %s failed: %s\n",
-                 path_.c_str(), why);
+    std::fprintf(stderr, "corral daemon: task queue: checkpoint of %s failed: %s\n", path_.c_str(),
+                 why);
   }
   std::string path_;
   sqlite3* db_ = nullptr;
@@ -343,7 +343,8 @@ Status TaskQueue::Recover() {
     // The Supervisor's recovery has killed the dead daemon's cells; a leader that is still the
     // same process (pid and starttime) is killed again and waited for before its task reruns.
     auto st = s.pid > 0 ? ReadProcStat(static_cast<pid_t>(s.pid)) : std::nullopt;
-    if (!st || static_cast<int64_t>(st->starttime_ticks) != s.starttime || st->state == 'Z') continue;
+    if (!st || static_cast<int64_t>(st->starttime_ticks) != s.starttime || st->state == 'Z')
+      continue;
     auto fd = PidfdOpen(static_cast<pid_t>(s.pid));
     if (!fd.ok()) continue;                                // ESRCH: gone meanwhile
     auto again = ReadProcStat(static_cast<pid_t>(s.pid));  // the pidfd now pins the process
@@ -550,8 +551,9 @@ void TaskQueue::Dispatch() {
   size_t busy = sup_->running() + sup_->queued() + static_cast<size_t>(starting_);
   int64_t ours = 0;  // this queue's tasks running (or starting), every group
   for (const auto& [group, n] : running_in_group_) ours += n;
-  while (busy + chosen.size() < sup_->max_running() &&
-         (options_.parallel <= 0 || ours + static_cast<int64_t>(chosen.size()) < options_.parallel)) {
+  while (
+      busy + chosen.size() < sup_->max_running() &&
+      (options_.parallel <= 0 || ours + static_cast<int64_t>(chosen.size()) < options_.parallel)) {
     const std::pair<int64_t, int64_t>* best = nullptr;
     std::string best_group;
     for (auto& [group, set] : ready_) {
@@ -1096,7 +1098,7 @@ std::variant<TaskQueue::Json, Refusal> TaskQueue::Output(const Caller& caller,
   }
   int col = stderr_stream ? 3 : 2;
   out.update(queue::FinishedOutputPage(q.Text(col), q.Null(col + 2) ? 0 : q.Int(col + 2),
-                                      !q.Null(col + 4) && q.Int(col + 4) != 0, offset, max_bytes));
+                                       !q.Null(col + 4) && q.Int(col + 4) != 0, offset, max_bytes));
   return out;
 }
 

@@ -146,7 +146,7 @@ class TaskQueue {
 
  private:
   friend class PgTaskQueue;  // keeps counts_ and calls the hooks in PostgreSQL mode
-  struct Pending {  // a task that is not finished
+  struct Pending {           // a task that is not finished
     int64_t id = 0;
     Caller owner;
     std::string group;
@@ -178,7 +178,7 @@ class TaskQueue {
   bool Commit();
   void ScheduleFlush();
   void OnSynced();
-  void Prune();  // removes finished tasks past the retention, a bounded batch a turn
+  void Prune();       // removes finished tasks past the retention, a bounded batch a turn
   void RunDurable();  // the actions whose commit is durable now
 
   void MakeReady(Pending* p);

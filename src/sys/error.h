@@ -42,7 +42,7 @@ class Error {
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
+  Result(T value) : v_(std::move(value)) {}      // NOLINT(google-explicit-constructor)
   Result(Error error) : v_(std::move(error)) {}  // NOLINT(google-explicit-constructor)
 
   bool ok() const { return v_.index() == 0; }
@@ -89,14 +89,13 @@ inline Status Ok() { return Status(); }
 // Early-return helpers. TRY(expr) for Status; ASSIGN_OR_RETURN(lhs, expr) for Result<T>.
 #define CORRAL_CONCAT_INNER(a, b) a##b
 #define CORRAL_CONCAT(a, b) CORRAL_CONCAT_INNER(a, b)
-#define TRY(expr)                                              \
-  do {                                                         \
-    auto _st = (expr);                                         \
-    if (!_st.ok()) return std::move(_st).take_error();         \
+#define TRY(expr)                                      \
+  do {                                                 \
+    auto _st = (expr);                                 \
+    if (!_st.ok()) return std::move(_st).take_error(); \
   } while (0)
-#define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)                  \
-  auto tmp = (expr);                                           \
-  if (!tmp.ok()) return std::move(tmp).take_error();           \
+#define ASSIGN_OR_RETURN_IMPL(tmp, lhs, expr)        \
+  auto tmp = (expr);                                 \
+  if (!tmp.ok()) return std::move(tmp).take_error(); \
   lhs = std::move(tmp).value()
-#define ASSIGN_OR_RETURN(lhs, expr) \
-  ASSIGN_OR_RETURN_IMPL(CORRAL_CONCAT(_res_, __LINE__), lhs, expr)
+#define ASSIGN_OR_RETURN(lhs, expr) ASSIGN_OR_RETURN_IMPL(CORRAL_CONCAT(_res_, __LINE__), lhs, expr)

@@ -74,7 +74,8 @@ Status WriteFd(int fd, std::string_view data, std::string_view what) {
   for (;;) {
     ssize_t n = ::write(fd, data.data(), data.size());
     if (n >= 0) {
-      if (static_cast<size_t>(n) != data.size()) return Error::Msg("short write to " + std::string(what), EIO);
+      if (static_cast<size_t>(n) != data.size())
+        return Error::Msg("short write to " + std::string(what), EIO);
       return Ok();
     }
     if (errno != EINTR) return Error::FromErrno("write", what);

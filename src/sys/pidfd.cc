@@ -59,8 +59,8 @@ static Result<Reaped> DoWaitid(int idtype, int id, int flags, bool want_usage) {
   for (;;) {
     // Without a rusage pointer the kernel skips collecting it: orphans are reaped by the
     // thousand and nobody reads theirs.
-    long rc = ::syscall(SYS_waitid, idtype, id, &info, WEXITED | flags,
-                        want_usage ? &r.usage : nullptr);
+    long rc =
+        ::syscall(SYS_waitid, idtype, id, &info, WEXITED | flags, want_usage ? &r.usage : nullptr);
     if (rc == 0) break;
     if (errno == EINTR) continue;
     return Error::FromErrno("waitid");

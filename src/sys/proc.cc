@@ -31,7 +31,6 @@ bool NextProcToken(std::string_view* rest, std::string_view* tok) {
 
 namespace {
 
-
 bool ParseI64(std::string_view s, int64_t* out) {
   bool neg = !s.empty() && s[0] == '-';
   if (neg) s.remove_prefix(1);

@@ -18,18 +18,18 @@ namespace corral {
 
 // The fields of /proc/PID/stat corral reads (proc(5) numbers them from 1).
 struct ProcStat {
-  int pid = 0;                 // (1)
-  std::string comm;            // (2) without the parentheses
-  char state = '?';            // (3) R S D Z T t X I ...
-  int ppid = 0;                // (4)
-  int pgrp = 0;                // (5)
-  int session = 0;             // (6)
-  uint64_t flags = 0;          // (9) PF_* bits; PF_KTHREAD marks kernel threads
-  uint64_t utime_ticks = 0;    // (14)
-  uint64_t stime_ticks = 0;    // (15)
-  int64_t num_threads = 0;     // (20)
+  int pid = 0;                   // (1)
+  std::string comm;              // (2) without the parentheses
+  char state = '?';              // (3) R S D Z T t X I ...
+  int ppid = 0;                  // (4)
+  int pgrp = 0;                  // (5)
+  int session = 0;               // (6)
+  uint64_t flags = 0;            // (9) PF_* bits; PF_KTHREAD marks kernel threads
+  uint64_t utime_ticks = 0;      // (14)
+  uint64_t stime_ticks = 0;      // (15)
+  int64_t num_threads = 0;       // (20)
   uint64_t starttime_ticks = 0;  // (22) clock ticks after boot
-  int64_t rss_pages = 0;       // (24)
+  int64_t rss_pages = 0;         // (24)
 };
 
 Result<ProcStat> ParseProcStat(std::string_view text);
@@ -48,7 +48,8 @@ std::vector<pid_t> ListPids();
 std::string ReadWchan(pid_t pid);
 // The value of variable `name` in the process's initial environment (/proc/PID/environ). That
 // file takes the target's mmap lock: never call it for a process in D state.
-std::optional<std::string> ReadEnvironVar(pid_t pid, std::string_view name);  // "" when unknown; "0" is normalized to ""
+std::optional<std::string> ReadEnvironVar(
+    pid_t pid, std::string_view name);  // "" when unknown; "0" is normalized to ""
 // The inode number of our PID namespace ("4026531836"), read once. PIDs mean something only
 // within one namespace: names and liveness checks that carry a PID carry this too.
 const std::string& PidNamespaceTag();

@@ -31,17 +31,17 @@
 //   write-file PATH      create PATH and write "x"; print "write ok" or the errno name
 //   count-procs          print how many processes /proc lists
 //   print-pid            print getpid()
+#include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <signal.h>
-#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
-#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -145,8 +145,8 @@ void RunMode(const std::vector<std::string>& a) {
     }
   } else if (m == "memhog") {
     size_t bytes = static_cast<size_t>(Num(a, 1));
-    char* p = static_cast<char*>(mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    char* p = static_cast<char*>(
+        mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
     if (p == MAP_FAILED) std::exit(3);
     for (size_t i = 0; i < bytes; i += 4096) p[i] = 1;
     SleepSeconds(60);

@@ -61,10 +61,10 @@ TEST(HostScanTest, GroupsZombiesByParentAndFindsChains) {
   p.Proc(1, "init", 'S', 0);
   p.Proc(10, "dispatcher", 'S', 1);
   for (int i = 0; i < 4; ++i) p.Proc(100 + i, "worker", 'Z', 10, 50 + i);
-  p.Proc(20, "dead parent", 'Z', 10);   // a zombie that has zombie children: a chain
+  p.Proc(20, "dead parent", 'Z', 10);  // a zombie that has zombie children: a chain
   p.Proc(200, "grandchild", 'Z', 20);
   p.Proc(201, "grandchild", 'Z', 20);
-  p.Proc(30, "ok) S 1 (", 'S', 1);     // hostile comm, not a zombie parent
+  p.Proc(30, "ok) S 1 (", 'S', 1);  // hostile comm, not a zombie parent
   HostScanner s(Opts(p));
   auto r = s.Scan();
   ASSERT_TRUE(r.ok()) << r.error().message();
@@ -175,7 +175,8 @@ TEST(HostScanTest, ExportedGaugesAreBoundedToTopN) {
             std::string::npos);
   EXPECT_EQ(text.find("pid=\"16\""), std::string::npos);  // not in the top 3
   size_t series = 0;
-  for (size_t at = 0; (at = text.find("\ncorral_host_zombies_by_parent{", at)) != std::string::npos; ++at) {
+  for (size_t at = 0; (at = text.find("\ncorral_host_zombies_by_parent{", at)) != std::string::npos;
+       ++at) {
     ++series;
   }
   EXPECT_EQ(series, 3u);

@@ -42,7 +42,8 @@ class HttpServerTest : public ::testing::Test {
   // Sends `req` and runs the loop until the server closes the connection; returns the reply.
   std::string Exchange(const std::string& req) {
     UniqueFd c = Connect();
-    EXPECT_EQ(send(c.get(), req.data(), req.size(), MSG_NOSIGNAL), static_cast<ssize_t>(req.size()));
+    EXPECT_EQ(send(c.get(), req.data(), req.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(req.size()));
     std::string reply;
     int64_t deadline = MonotonicNs() + 5 * kNsPerSec;
     while (MonotonicNs() < deadline) {
@@ -89,7 +90,9 @@ TEST_F(HttpServerTest, OtherPathsMethodsAndGarbageGetErrors) {
   EXPECT_EQ(Exchange("GET / HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 404", 0), 0u);
   EXPECT_EQ(Exchange("POST /metrics HTTP/1.1\r\n\r\n").rfind("HTTP/1.1 405", 0), 0u);
   EXPECT_EQ(Exchange("hello\r\n\r\n").rfind("HTTP/1.1 400", 0), 0u);
-  EXPECT_EQ(Exchange("GET /metrics HTTP/1.1\r\nX: " + std::string(10000, 'a')).rfind("HTTP/1.1 431", 0), 0u);
+  EXPECT_EQ(
+      Exchange("GET /metrics HTTP/1.1\r\nX: " + std::string(10000, 'a')).rfind("HTTP/1.1 431", 0),
+      0u);
 }
 
 TEST_F(HttpServerTest, SilentClientsAreClosedByTheIdleTimerAndBounded) {

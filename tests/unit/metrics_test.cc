@@ -55,8 +55,9 @@ TEST(MetricsTest, FamiliesAreBoundedAndCountDrops) {
   EXPECT_NE(text.find("corral_host_zombies_by_parent{pid=\"1\",comm=\"init\"} 4\n"),
             std::string::npos);
   EXPECT_NE(text.find("comm=\"a\\\"b\\\\c\\nd\"} 0\n"), std::string::npos) << text;
-  EXPECT_NE(text.find("corral_metrics_series_dropped_total{metric=\"corral_host_zombies_by_parent\"} 2"),
-            std::string::npos);
+  EXPECT_NE(
+      text.find("corral_metrics_series_dropped_total{metric=\"corral_host_zombies_by_parent\"} 2"),
+      std::string::npos);
   f.Clear();
   EXPECT_EQ(f.size(), 0u);
   EXPECT_NE(f.With({"3", "third"}), nullptr);

@@ -34,8 +34,8 @@ TEST(ProcStatTest, ParsesOwnStatFromTheKernel) {
 }
 
 TEST(ProcStatTest, CommWithParensSpacesAndDigitsIsTakenToTheLastParen) {
-  for (const std::string comm : {"a) b", ") S 1 (", "x y z", "((()))", "", "1 2 3 4 5 6 7",
-                                 "tab\there", "new\nline", ")"}) {
+  for (const std::string comm :
+       {"a) b", ") S 1 (", "x y z", "((()))", "", "1 2 3 4 5 6 7", "tab\there", "new\nline", ")"}) {
     auto st = ParseProcStat(StatLine(comm, 'Z', 77));
     ASSERT_TRUE(st.ok()) << comm << ": " << st.error().message();
     EXPECT_EQ(st->comm, comm);
@@ -114,9 +114,15 @@ TEST(ProcStatTest, FuzzMutationsOfAValidLineParseOrReject) {
     for (int k = 0; k < 3; ++k) {
       size_t at = rng() % s.size();
       switch (rng() % 3) {
-        case 0: s[at] = static_cast<char>(rng() % 256); break;
-        case 1: s.erase(at, 1); break;
-        default: s.insert(at, 1, static_cast<char>(rng() % 256)); break;
+        case 0:
+          s[at] = static_cast<char>(rng() % 256);
+          break;
+        case 1:
+          s.erase(at, 1);
+          break;
+        default:
+          s.insert(at, 1, static_cast<char>(rng() % 256));
+          break;
       }
     }
     auto st = ParseProcStat(s);
