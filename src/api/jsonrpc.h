@@ -14,8 +14,8 @@
 // Serialize() writes a response with error_handler_t::replace, so a result that carries invalid
 // UTF-8 (a command's raw stdout) becomes U+FFFD instead of an exception in the event loop.
 //
-// ParamReader checks a method's params field by field and keeps the first problem as a -32602
-// error whose message names the field: "params.limits.pids must be an integer".
+// ParamReader (sys/param_reader.h) checks a method's params field by field; here its first problem
+// becomes a -32602 error whose message names the field: "params.limits.pids must be an integer".
 #pragma once
 
 #include <cstdint>
@@ -27,6 +27,8 @@
 #include <string_view>
 #include <variant>
 #include <vector>
+
+#include "sys/param_reader.h"
 
 namespace corral::jsonrpc {
 
@@ -86,66 +88,16 @@ json MakeRequest(const std::optional<json>& id, std::string_view method, json pa
 // One line: compact JSON plus '\n'. Never throws; invalid UTF-8 becomes U+FFFD.
 std::string Serialize(const json& message);
 
-// Field-by-field validation of params. The first failure is kept (later calls return nullopt and
-// change nothing), so a method reads every field it needs and checks ok() once:
-//
-//   ParamReader p(req.params);
-//   auto argv = p.StringArray("argv");
-//   auto timeout = p.Number("timeout_s", /*min=*/0);
-//   ParamReader limits = p.Object("limits");
-//   auto pids = limits.Integer("pids", /*min=*/1);
-//   p.RejectUnknown({"argv", "shell", "timeout_s", "limits"});
-//   if (!p.ok()) return server.ReplyError(to, p.error());
-//
-// Absent fields and explicit nulls both read as nullopt (no error) unless marked required.
-// Strings are checked to hold no NUL byte: argv, env and paths cannot carry one through exec.
-class ParamReader {
+// ParamReader (sys/param_reader.h) whose failure is the -32602 error to answer.
+class ParamReader : public corral::ParamReader {
  public:
-  // params must be an object or null (absent); an array is a -32602 error.
-  explicit ParamReader(const json& params, std::string prefix = "params");
-
-  std::optional<std::string> String(std::string_view key, bool required = false);
-  std::optional<bool> Bool(std::string_view key, bool required = false);
-  // Any finite JSON number.
-  std::optional<double> Number(std::string_view key, std::optional<double> min = std::nullopt,
-                               std::optional<double> max = std::nullopt, bool required = false);
-  // A JSON integer, or a float with an integral value (1e6), within int64 and the rule.
-  std::optional<int64_t> Integer(std::string_view key, std::optional<int64_t> min = std::nullopt,
-                                 std::optional<int64_t> max = std::nullopt, bool required = false);
-  std::optional<std::vector<std::string>> StringArray(std::string_view key, bool required = false);
-  // An object whose values are all strings (env).
-  std::optional<std::map<std::string, std::string>> StringMap(std::string_view key,
-                                                              bool required = false);
-  // A nested object read with prefix "params.key"; it shares this reader's error slot. Absent:
-  // a reader over an empty object (has_value() false).
-  ParamReader Object(std::string_view key, bool required = false);
-  // The raw value, or nullptr when absent or null: for fields with a type of their own.
-  const json* Raw(std::string_view key) const;
-  bool Has(std::string_view key) const { return Raw(key) != nullptr; }
-  bool has_value() const { return present_; }
-
-  // Records a method-specific problem ("params: give argv or shell, not both") unless an earlier
-  // one is already kept.
-  void Fail(std::string message);
-  // Fails on the first member of params whose name is not in `known`.
-  void RejectUnknown(std::initializer_list<std::string_view> known);
-
-  bool ok() const { return !error_->has_value(); }
-  // Only when !ok(): a -32602 error.
-  const RpcError& error() const { return **error_; }
-  std::string Field(std::string_view key) const;  // "params.limits.pids"
-
- private:
-  ParamReader(const json* obj, std::string prefix, std::shared_ptr<std::optional<RpcError>> err);
-  // nullptr when absent/null (or a required one missing, which fails); also nullptr after a
-  // failure, so nothing reads past the first error.
-  const json* Get(std::string_view key, bool required);
-  bool CheckString(const std::string& s, const std::string& field);
-
-  const json* obj_ = nullptr;  // nullptr: absent (reads as empty) or not an object (failed)
-  bool present_ = false;
-  std::string prefix_;
-  std::shared_ptr<std::optional<RpcError>> error_;
+  using corral::ParamReader::ParamReader;
+  explicit ParamReader(corral::ParamReader base) : corral::ParamReader(std::move(base)) {}
+  ParamReader Object(std::string_view key, bool required = false) {
+    return ParamReader(corral::ParamReader::Object(key, required));
+  }
+  // Only when !ok().
+  RpcError error() const { return RpcError::InvalidParams(corral::ParamReader::error()); }
 };
 
 }  // namespace corral::jsonrpc

@@ -8,7 +8,7 @@
 #include <cstring>
 
 #include "api/socket_path.h"
-#include "cell/isolation.h"
+#include "cell/spec_json.h"
 #include "cli/commands.h"
 #include "sys/fd.h"
 
@@ -70,7 +70,7 @@ std::string CurrentDirectory() {
 }  // namespace
 
 jsonrpc::json SpecToParams(const CellSpec& spec) {
-  jsonrpc::json p = {{"argv", spec.argv}};
+  jsonrpc::json p = CellParamsToJson(spec);
   // `exec` is `run` with the daemon as parent: the command gets what `corral run` would give it
   // here -- this working directory (a relative --cwd is resolved against it), this environment
   // and this umask -- not the daemon's.
@@ -94,16 +94,6 @@ jsonrpc::json SpecToParams(const CellSpec& spec) {
   for (const auto& [k, v] : spec.env) env[k] = v;
   p["env"] = env;
   p["clear_env"] = true;
-  if (spec.timeout_ns > 0) p["timeout_s"] = static_cast<double>(spec.timeout_ns) / 1e9;
-  p["grace_s"] = static_cast<double>(spec.grace_ns) / 1e9;
-  p["kill_wait_s"] = static_cast<double>(spec.kill_wait_ns) / 1e9;
-  p["max_output_bytes"] = spec.max_output_bytes;
-  jsonrpc::json limits = jsonrpc::json::object();
-  if (spec.limits.memory_bytes != 0) limits["memory_bytes"] = spec.limits.memory_bytes;
-  if (spec.limits.pids != 0) limits["pids"] = spec.limits.pids;
-  if (spec.limits.cpu_s > 0) limits["cpu_s"] = spec.limits.cpu_s;
-  if (!limits.empty()) p["limits"] = limits;
-  if (spec.isolation.enabled) p["isolate"] = IsolationToJson(spec.isolation);
   return p;
 }
 

@@ -16,16 +16,17 @@
 
 #include "api/daemon_metrics.h"
 #include "api/http_server.h"
+#include "api/methods/methods.h"
 #include "api/metrics.h"
 #include "api/metrics_scan.h"
-#include "api/rpc_methods.h"
 #include "api/socket_path.h"
-#include "api/task_methods.h"
+#include "api/task_metrics.h"
 #include "api/unix_server.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "scan/host_scan.h"
 #include "scan/report_json.h"
+#include "supervisor/cell_request.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/task_queue.h"
 #include "sys/signal_fd.h"
@@ -189,7 +190,7 @@ int Daemon(int argc, char** argv) {
                 "' is neither sqlite nor a PostgreSQL conninfo "
                 "(postgres://USER@HOST:PORT/DB or 'host=... dbname=...')");
   }
-  auto queue_or = TaskQueue::Open(loop, sup, queue_opts, api::CellParamsSpecBuilder());
+  auto queue_or = TaskQueue::Open(loop, sup, queue_opts, SpecFromStored);
   if (!queue_or.ok()) return Fail(queue_or.error().message());
   TaskQueue* queue = queue_or->get();
 
@@ -251,13 +252,10 @@ int Daemon(int argc, char** argv) {
     });
   }
 
-  api::Extras extras;
-  extras.scan = [&] {
+  api::RegisterMethods(server, sup, loop, queue, [&] {
     std::lock_guard<std::mutex> lock(scan_mu);
     return last_scan;
-  };
-  api::RegisterMethods(server, sup, loop, extras);
-  api::RegisterTaskMethods(server, queue, loop);
+  });
 
   auto sigfd = SignalFd::Create(shutdown_set);
   if (!sigfd.ok()) return Fail(sigfd.error().message());

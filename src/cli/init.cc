@@ -9,7 +9,7 @@
 
 #include "api/daemon_metrics.h"
 #include "api/http_server.h"
-#include "api/rpc_methods.h"
+#include "api/methods/methods.h"
 #include "api/unix_server.h"
 #include "cli/commands.h"
 #include "cli/flags.h"

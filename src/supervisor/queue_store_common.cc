@@ -126,7 +126,7 @@ void AddLastAttempt(nlohmann::json* task, const nlohmann::json& last, nlohmann::
 nlohmann::json RunningOutputPage(Supervisor* sup, const std::string& cell, bool stderr_stream,
                                  uint64_t offset, uint64_t max_bytes) {
   if (!cell.empty()) {
-    auto chunk = sup->Output(Caller{}, cell, stderr_stream, offset, max_bytes);
+    auto chunk = sup->Output(Caller::System(), cell, stderr_stream, offset, max_bytes);
     if (auto* c = std::get_if<Supervisor::OutputChunk>(&chunk)) {
       return {{"data", c->data},
               {"offset", c->offset},

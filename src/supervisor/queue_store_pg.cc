@@ -444,7 +444,7 @@ void PgTaskQueue::StartAttempt(int64_t id, std::vector<CellIdentity>* started) {
   }
   run->cell_id = std::get<std::string>(cell_or);
   CellIdentity c{id, n, run->cell_id};
-  if (auto l = sup_->Find(Caller{}, run->cell_id)) c.pid = l->pid;
+  if (auto l = sup_->Find(Caller::System(), run->cell_id)) c.pid = l->pid;
   if (auto st = c.pid > 0 ? ReadProcStat(static_cast<pid_t>(c.pid)) : std::nullopt) {
     c.starttime = static_cast<int64_t>(st->starttime_ticks);
   }
@@ -518,7 +518,7 @@ void PgTaskQueue::LoseAttempt(Running* run, const char* why) {
   run->lost = true;
   std::fprintf(stderr, "corral daemon: task queue: %s attempt %lld: %s; killing its cell\n",
                TaskId(run->id).c_str(), static_cast<long long>(run->n), why);
-  if (!run->cell_id.empty()) (void)sup_->Kill(Caller{}, run->cell_id, "lease_lost");
+  if (!run->cell_id.empty()) (void)sup_->Kill(Caller::System(), run->cell_id, "lease_lost");
 }
 
 void PgTaskQueue::Heartbeat() {
@@ -551,7 +551,7 @@ void PgTaskQueue::Heartbeat() {
                               : "its lease could not be renewed");
     } else if (got->second.second && !run->cancel_requested && !run->cell_id.empty()) {
       run->cancel_requested = true;  // `cancel` through another daemon
-      (void)sup_->Kill(Caller{}, run->cell_id, "cancelled");
+      (void)sup_->Kill(Caller::System(), run->cell_id, "cancelled");
     }
   }
 }
@@ -837,7 +837,7 @@ void PgTaskQueue::Cancel(const Caller& caller, const std::string& id, Reply repl
     Running* run = it->second.get();
     run->cancel_requested = true;
     run->cancel_replies.push_back(std::move(reply));
-    if (!run->cell_id.empty()) (void)sup_->Kill(Caller{}, run->cell_id, "cancelled");
+    if (!run->cell_id.empty()) (void)sup_->Kill(Caller::System(), run->cell_id, "cancelled");
     return;
   }
   // Queued: cancelled at once. Running elsewhere: flagged; its daemon sees the flag at its next

@@ -380,7 +380,7 @@ void Supervisor::Shutdown(std::function<void()> then) {
   for (const auto& [id, rec] : records_) {
     if (rec->cell != nullptr || rec->queued_spec) ids.push_back(id);
   }
-  Caller root;
+  Caller root = Caller::System();
   for (const std::string& id : ids) Kill(root, id, "shutdown");
   if (running() == 0 && after_shutdown_) {
     auto cb = std::move(after_shutdown_);
@@ -408,6 +408,20 @@ void Supervisor::WriteStateFile(const Record& rec, pid_t pid) {
 void Supervisor::RemoveStateFile(const std::string& id) {
   if (!NeedsStateFiles()) return;
   unlink((options_.state_dir + "/cells/" + id).c_str());
+}
+
+SupervisorStats Supervisor::stats() const {
+  SupervisorStats s;
+  s.running = running();
+  s.queued = queued();
+  s.max_running = options_.max_running;
+  s.reaped_total = host_->reaped_total();
+  s.leftover_killed_total = host_->leftover_killed_total();
+  s.stuck_processes = host_->quarantined_processes();
+  s.containment = ContainmentModeName(host_->containment().mode);
+  s.recovered_killed = recovered_killed_;
+  s.finished_by_state = by_state_;
+  return s;
 }
 
 }  // namespace corral

@@ -1,7 +1,7 @@
 // The daemon's core, free of any transport: it owns the CellHost (and so every cell on the host
 // that came through the daemon), a bounded wait queue in front of --max-running, admission
 // control, the records callers query (wait/output/list), and the crash-recovery files in the
-// state dir. The JSON-RPC methods (src/api/rpc_methods.cc) and `corral init --serve` call it.
+// state dir. The JSON-RPC methods (src/api/methods/) and `corral init --serve` call it.
 //
 // Ownership and hazards:
 // - Every cell is started and ended on the one EventLoop thread; callbacks run there.
@@ -30,11 +30,26 @@
 
 namespace corral {
 
+// Who asks. A default Caller owns nothing and is not root: the supervisor's own housekeeping
+// says so with System(), never by leaving fields at zero.
 struct Caller {
-  uid_t uid = 0;
-  gid_t gid = 0;
+  uid_t uid = static_cast<uid_t>(-1);
+  gid_t gid = static_cast<gid_t>(-1);
   pid_t pid = 0;
-  bool root() const { return uid == 0; }
+  bool system = false;  // the supervisor itself: sees and may end every cell
+  bool root() const { return uid == 0 || system; }
+  static Caller System() { return Caller{0, 0, 0, true}; }
+  static Caller Peer(uid_t uid, gid_t gid, pid_t pid) { return Caller{uid, gid, pid, false}; }
+};
+
+// Counters for `stats` and metrics.
+struct SupervisorStats {
+  size_t running = 0, queued = 0, max_running = 0;
+  uint64_t reaped_total = 0, leftover_killed_total = 0;
+  size_t stuck_processes = 0;
+  const char* containment = "";
+  int recovered_killed = 0;
+  std::map<std::string, uint64_t> finished_by_state;
 };
 
 struct SupervisorOptions {
@@ -98,6 +113,7 @@ class Supervisor {
   // Ends every cell (reason "shutdown") and calls `then` once all are done.
   void Shutdown(std::function<void()> then);
 
+  SupervisorStats stats() const;
   // Counters for stats and metrics.
   size_t running() const { return host_->running(); }
   size_t queued() const { return queue_.size(); }

@@ -651,7 +651,7 @@ void TaskQueue::StartAttempt(Pending* p) {
   }
   p->cell_id = std::get<std::string>(started);
   pid_t pid = 0;
-  if (auto l = sup_->Find(Caller{}, p->cell_id)) pid = l->pid;
+  if (auto l = sup_->Find(Caller::System(), p->cell_id)) pid = l->pid;
   auto st = pid > 0 ? ReadProcStat(pid) : std::nullopt;
   Tx();
   db_->Q("UPDATE attempts SET cell_id = ?1, leader_pid = ?2, leader_starttime = ?3 "
@@ -1010,7 +1010,7 @@ void TaskQueue::Cancel(const Caller& caller, const std::string& id, Reply reply)
     p->cancel_requested = true;
     p->cancel_replies.push_back(std::move(reply));
     // May end the attempt (and erase p) before it returns: p is not used after this.
-    (void)sup_->Kill(Caller{}, p->cell_id, "cancelled");
+    (void)sup_->Kill(Caller::System(), p->cell_id, "cancelled");
     return;
   }
   Tx();
