@@ -10,6 +10,7 @@
 #include "api/socket_path.h"
 #include "cell/spec_json.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "sys/fd.h"
 
 namespace corral::cli {
@@ -69,6 +70,8 @@ std::string CurrentDirectory() {
 
 }  // namespace
 
+namespace {
+
 jsonrpc::json SpecToParams(const CellSpec& spec) {
   jsonrpc::json p = CellParamsToJson(spec);
   // `exec` is `run` with the daemon as parent: the command gets what `corral run` would give it
@@ -95,6 +98,27 @@ jsonrpc::json SpecToParams(const CellSpec& spec) {
   p["env"] = env;
   p["clear_env"] = true;
   return p;
+}
+
+}  // namespace
+
+std::optional<jsonrpc::json> ClientCellParams(const char* verb, int argc, char** argv,
+                                              CellFlags* flags) {
+  if (auto err = ParseCellFlags(argc, argv, /*allow_containment=*/false, flags)) {
+    std::fprintf(stderr, "corral %s: %s\n(see `corral %s --help`)\n", verb, err->c_str(), verb);
+    return std::nullopt;
+  }
+  if (flags->help) return jsonrpc::json::object();
+  jsonrpc::json params = SpecToParams(flags->spec);
+  if (flags->spec.stdin_mode == StdinMode::kFile) {
+    auto data = ReadSmallFile(flags->spec.stdin_data, 64 << 20);
+    if (!data.ok()) {
+      std::fprintf(stderr, "corral %s: --stdin: %s\n", verb, data.error().message().c_str());
+      return std::nullopt;
+    }
+    params["stdin"] = data.value();
+  }
+  return params;
 }
 
 int TaskIdCommand(const char* verb, const char* help, int argc, char** argv) {

@@ -1,5 +1,5 @@
 // What the daemon's command-line clients share: finding the socket, one call, error printing,
-// and the CellSpec -> `run`/`start` params mapping.
+// and the command-line options -> `run`/`start`/`submit` params mapping.
 #pragma once
 
 #include <optional>
@@ -11,6 +11,8 @@
 
 namespace corral::cli {
 
+struct CellFlags;  // cli/flags.h
+
 // Pulls "--socket PATH" / "--socket=PATH" out of argv (in place); returns the path to use.
 std::string TakeSocketFlag(int* argc, char** argv);
 // Connects and makes one call. On failure prints "corral VERB: ..." and returns nullopt;
@@ -18,7 +20,12 @@ std::string TakeSocketFlag(int* argc, char** argv);
 std::optional<jsonrpc::json> CallOnce(const char* verb, const std::string& socket,
                                       const std::string& method, const jsonrpc::json& params,
                                       int* exit_code);
-jsonrpc::json SpecToParams(const CellSpec& spec);
+// The options of `corral run` parsed for a daemon client (exec, start, submit) into the params of
+// its request: the command as `corral run` would run it here (this working directory, environment
+// and umask; a --stdin file read now). On bad input prints "corral VERB: ..." and returns
+// nullopt. With --help, flags->help is set and the params are not built.
+std::optional<jsonrpc::json> ClientCellParams(const char* verb, int argc, char** argv,
+                                              CellFlags* flags);
 // `corral VERB [--socket PATH] ID [--json]` for the task methods that take one id and answer
 // {id, state}: prints "ID STATE" (or the JSON), or `help` on bad usage.
 int TaskIdCommand(const char* verb, const char* help, int argc, char** argv);

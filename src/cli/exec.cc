@@ -43,23 +43,13 @@ bool Drain(UnixClient* c, const std::string& id, const char* stream, uint64_t* o
 int Exec(int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
   CellFlags flags;
-  if (auto err = ParseCellFlags(argc, argv, /*allow_containment=*/false, &flags)) {
-    std::fprintf(stderr, "corral exec: %s\n(see `corral exec --help`)\n", err->c_str());
-    return kExitCorralError;
-  }
+  auto cell = ClientCellParams("exec", argc, argv, &flags);
+  if (!cell) return kExitCorralError;
   if (flags.help) {
     std::fputs(kHelp, stdout);
     return 0;
   }
-  jsonrpc::json params = SpecToParams(flags.spec);
-  if (flags.spec.stdin_mode == StdinMode::kFile) {
-    auto data = ReadSmallFile(flags.spec.stdin_data, 64 << 20);
-    if (!data.ok()) {
-      std::fprintf(stderr, "corral exec: --stdin: %s\n", data.error().message().c_str());
-      return kExitCorralError;
-    }
-    params["stdin"] = data.value();
-  }
+  const jsonrpc::json& params = *cell;
   int code = 0;
   if (flags.json) {
     auto r = CallOnce("exec", socket, "run", params, &code);

@@ -11,10 +11,8 @@ namespace corral::cli {
 int Start(int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
   CellFlags flags;
-  if (auto err = ParseCellFlags(argc, argv, /*allow_containment=*/false, &flags)) {
-    std::fprintf(stderr, "corral start: %s\n(see `corral start --help`)\n", err->c_str());
-    return kExitCorralError;
-  }
+  auto params = ClientCellParams("start", argc, argv, &flags);
+  if (!params) return kExitCorralError;
   if (flags.help) {
     std::puts(
         "usage: corral start [--socket PATH] [OPTIONS] -- CMD [ARG...]\n\n"
@@ -24,7 +22,7 @@ int Start(int argc, char** argv) {
     return 0;
   }
   int code = 0;
-  auto r = CallOnce("start", socket, "start", SpecToParams(flags.spec), &code);
+  auto r = CallOnce("start", socket, "start", *params, &code);
   if (!r) return code;
   std::printf("%s\n", (*r)["id"].get<std::string>().c_str());
   return 0;

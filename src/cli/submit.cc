@@ -94,23 +94,15 @@ int Submit(int argc, char** argv) {
   }
   for (; i < argc; ++i) rest.push_back(argv[i]);
   CellFlags flags;
-  if (auto err = ParseCellFlags(static_cast<int>(rest.size()), rest.data(),
-                                /*allow_containment=*/false, &flags)) {
-    return Fail(*err);
-  }
+  auto params = ClientCellParams("submit", static_cast<int>(rest.size()), rest.data(), &flags);
+  if (!params) return kExitCorralError;
   if (flags.help) {
     std::fputs(kHelp, stdout);
     return 0;
   }
-  jsonrpc::json params = SpecToParams(flags.spec);
-  if (flags.spec.stdin_mode == StdinMode::kFile) {
-    auto data = ReadSmallFile(flags.spec.stdin_data, 64 << 20);
-    if (!data.ok()) return Fail("--stdin: " + data.error().message());
-    params["stdin"] = data.value();
-  }
-  params.update(queue);
+  params->update(queue);
   int code = 0;
-  auto r = CallOnce("submit", socket, "submit", params, &code);
+  auto r = CallOnce("submit", socket, "submit", *params, &code);
   if (!r) return code;
   if (json_out || flags.json) {
     std::printf("%s\n", r->dump().c_str());

@@ -556,3 +556,22 @@ def test_admission_control_refuses_near_cell_root_pids_limit():
         Path(root, "pids.max").write_text("max")
         d.stop()
     assert d.proc.returncode == 0
+
+
+def test_stdin_file_reaches_the_command_from_exec_start_and_submit(daemon, tmp_path):
+    """The three daemon clients read --stdin FILE the same way (`start` once sent nothing)."""
+    src = tmp_path / "in"
+    src.write_bytes(b"line one\nline two\n")
+    env = dict(os.environ, CORRAL_SOCKET=daemon.sock)
+    run = lambda *a: subprocess.run([CORRAL, *a], env=env, capture_output=True, timeout=30)
+    r = run("exec", "--stdin", str(src), "--", "cat")
+    assert r.returncode == 0 and r.stdout == src.read_bytes(), r
+    for verb in ("start", "submit"):
+        r = run(verb, "--stdin", str(src), "--", "cat")
+        assert r.returncode == 0, r
+        ident = r.stdout.decode().strip()
+        assert run("wait", ident).returncode == 0
+        r = run("logs", ident)
+        assert r.stdout == src.read_bytes(), (verb, r)
+    r = run("start", "--stdin", str(tmp_path / "missing"), "--", "cat")
+    assert r.returncode == 125 and b"--stdin" in r.stderr, r
