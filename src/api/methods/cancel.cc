@@ -3,11 +3,6 @@
 
 namespace corral::api {
 
-void Cancel(Methods* m, Call call) {
-  auto id = OnlyIdParam(m, call);
-  if (!id) return;
-  m->queue->Cancel(CallerOf(call), *id,
-                   [m, to = call.reply_to](auto r) { Answer(m, to, std::move(r)); });
-}
+void Cancel(Methods* m, Call call) { TaskIdAction(m, call, &TaskQueue::Cancel); }
 
 }  // namespace corral::api

@@ -1,5 +1,6 @@
 #include "api/methods/methods.h"
 
+#include "supervisor/cell_request.h"
 #include "sys/clock.h"
 
 namespace corral::api {
@@ -100,12 +101,41 @@ std::optional<std::string> OnlyIdParam(Methods* m, const Call& call) {
   return id;
 }
 
-std::optional<bool> StderrParam(Methods* m, const Call& call, const std::optional<std::string>& s) {
-  if (!s || *s == "stdout") return false;
-  if (*s == "stderr") return true;
-  m->server->ReplyError(call.reply_to,
-                        RpcError::InvalidParams("params.stream must be \"stdout\" or \"stderr\""));
-  return std::nullopt;
+std::optional<CellSpec> CellSpecOf(Methods* m, const Call& call, const Caller& caller) {
+  auto spec = SpecForCaller(call.request.params, caller);
+  if (auto* refusal = std::get_if<Refusal>(&spec)) {
+    m->server->ReplyError(call.reply_to, ToRpc(*refusal));
+    return std::nullopt;
+  }
+  return std::get<CellSpec>(std::move(spec));
+}
+
+void TaskIdAction(Methods* m, const Call& call,
+                  void (TaskQueue::*action)(const Caller&, const std::string&, TaskQueue::Reply)) {
+  if (auto id = OnlyIdParam(m, call)) {
+    (m->queue->*action)(CallerOf(call), *id,
+                        [m, to = call.reply_to](auto r) { Answer(m, to, std::move(r)); });
+  }
+}
+
+std::optional<OutputPage> ReadOutputPage(Methods* m, const Call& call, jsonrpc::ParamReader& p) {
+  constexpr int64_t kMaxPage = 64 << 20;
+  auto id = p.String("id", true);
+  auto stream = p.String("stream");
+  auto offset = p.Integer("offset", 0, std::nullopt);
+  auto max_bytes = p.Integer("max_bytes", 1, kMaxPage);
+  if (!CheckParams(m, call, p)) return std::nullopt;
+  if (stream && *stream != "stdout" && *stream != "stderr") {
+    m->server->ReplyError(
+        call.reply_to, RpcError::InvalidParams("params.stream must be \"stdout\" or \"stderr\""));
+    return std::nullopt;
+  }
+  OutputPage page;
+  page.id = *id;
+  page.stderr_stream = stream && *stream == "stderr";
+  page.offset = static_cast<uint64_t>(offset.value_or(0));
+  if (max_bytes) page.max_bytes = static_cast<uint64_t>(*max_bytes);
+  return page;
 }
 
 void WaitTimer::Arm(std::optional<double> timeout_s, std::function<void()> expire) {

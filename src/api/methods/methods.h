@@ -70,8 +70,21 @@ void Answer(Methods* m, const ReplyTo& to, std::variant<jsonrpc::json, Refusal> 
 void AnswerDurable(Methods* m, const ReplyTo& to, std::variant<jsonrpc::json, Refusal> r);
 // The "id" of a call that takes only that; nullopt after answering the error.
 std::optional<std::string> OnlyIdParam(Methods* m, const Call& call);
-// "stdout" (default) or "stderr"; nullopt after answering the error.
-std::optional<bool> StderrParam(Methods* m, const Call& call, const std::optional<std::string>& s);
+// The cell `run`/`start` ask for, for this caller; nullopt after answering the refusal.
+std::optional<CellSpec> CellSpecOf(Methods* m, const Call& call, const Caller& caller);
+// A task method that takes only an id and answers with the task (cancel, retry).
+void TaskIdAction(Methods* m, const Call& call,
+                  void (TaskQueue::*action)(const Caller&, const std::string&, TaskQueue::Reply));
+
+// The params of `output` and `task_output` (which adds `attempt`): a page of a stream.
+struct OutputPage {
+  std::string id;
+  bool stderr_stream = false;
+  uint64_t offset = 0;
+  uint64_t max_bytes = 1 << 20;
+};
+// Reads them from p (which the caller may have read more from); nullopt after answering.
+std::optional<OutputPage> ReadOutputPage(Methods* m, const Call& call, jsonrpc::ParamReader& p);
 
 // The deadline half of `wait` and `task_wait`, which answer once: when the awaited thing ends
 // (its callback calls Cancel() first) or, past timeout_s, with its state then (Arm's `expire`,

@@ -2,23 +2,18 @@
 // before that cancels it (connection_cells.h).
 #include "api/methods/methods.h"
 #include "cell/result_json.h"
-#include "supervisor/cell_request.h"
 
 namespace corral::api {
 
 void Run(Methods* m, Call call) {
   Caller caller = CallerOf(call);
-  auto spec = SpecForCaller(call.request.params, caller);
-  if (auto* refusal = std::get_if<Refusal>(&spec)) {
-    m->server->ReplyError(call.reply_to, ToRpc(*refusal));
-    return;
-  }
+  auto spec = CellSpecOf(m, call, caller);
+  if (!spec) return;
   ReplyTo to = call.reply_to;
-  auto started =
-      m->sup->Start(caller, std::get<CellSpec>(std::move(spec)), [m, to](const CellResult& r) {
-        m->run_cells.Unbind(to.conn, r.id);
-        m->server->Reply(to, ResultToJson(r));
-      });
+  auto started = m->sup->Start(caller, std::move(*spec), [m, to](const CellResult& r) {
+    m->run_cells.Unbind(to.conn, r.id);
+    m->server->Reply(to, ResultToJson(r));
+  });
   if (auto* refusal = std::get_if<Refusal>(&started)) {
     m->server->ReplyError(to, ToRpc(*refusal));
     return;
