@@ -31,12 +31,12 @@ DaemonMetrics::DaemonMetrics(metrics::Registry* registry, Supervisor* sup, Event
   unreaped_ = &registry->AddGauge("corral_unreaped_children",
                                   "Zombie children of corral itself (should always be 0).");
   registry->AddCallbackGauge("corral_cells_running", "Cells running now.",
-                             [sup] { return static_cast<double>(sup->running()); });
+                             [sup] { return static_cast<double>(sup->stats().running); });
   registry->AddCallbackGauge("corral_queue_depth", "Calls waiting for a free cell slot.",
-                             [sup] { return static_cast<double>(sup->queued()); });
-  registry->AddCallbackGauge(
-      "corral_stuck_processes", "Processes that survived SIGKILL (D state), quarantined.",
-      [sup] { return static_cast<double>(sup->host()->quarantined_processes()); });
+                             [sup] { return static_cast<double>(sup->stats().queued); });
+  registry->AddCallbackGauge("corral_stuck_processes",
+                             "Processes that survived SIGKILL (D state), quarantined.",
+                             [sup] { return static_cast<double>(sup->stats().stuck_processes); });
   registry->AddCallbackGauge("corral_open_fds", "corral's own open file descriptors.",
                              [] { return static_cast<double>(CountOpenFds()); });
   metrics::Counter* reaped = reaped_;
@@ -56,7 +56,7 @@ DaemonMetrics::~DaemonMetrics() {
 }
 
 void DaemonMetrics::SyncReaped() {
-  uint64_t now = sup_->host()->reaped_total();
+  uint64_t now = sup_->stats().reaped_total;
   if (now > orphans_seen_) reaped_->Inc(static_cast<double>(now - orphans_seen_));
   orphans_seen_ = now;
   timer_ = loop_->AddTimer(MonotonicNs() + kNsPerSec, [this] {

@@ -1,5 +1,9 @@
-// An MCP (Model Context Protocol) server on a pair of fds (stdin/stdout of `corral mcp`) that runs
-// every command it is asked for in a cell of its own, in-process, on the one EventLoop.
+// An MCP (Model Context Protocol) server on a pair of fds (stdin/stdout of `corral mcp`): the
+// transport and the tools/call dispatch. The tools themselves live one per file in src/api/mcp/
+// and are registered in one table (mcp/tools.cc); every command runs in a cell of the Supervisor it
+// is given, in-process, on the one EventLoop. The Supervisor owns the cells and their records
+// (retention, concurrency, output, kill); this server keeps only the requests it has not
+// answered yet.
 //
 // Transport (MCP "stdio"): newline-delimited JSON-RPC 2.0, one message per line, UTF-8, nothing
 // but protocol messages on the output fd (logs go to stderr). Both fds are made non-blocking and
@@ -24,8 +28,9 @@
 //
 // Commands: run_command answers when its cell closes; start_command answers at once with an id
 // whose output stays readable (read_output, bounded by max_output_bytes per stream) and whose
-// result stays available (wait_command) until keep_finished newer commands have finished.
-// At most max_concurrent cells run at once; one more is a tool error, never a queue.
+// result stays available (wait_command) until the Supervisor's keep_finished newer commands have
+// finished. At most its max_running cells run at once; with max_queued 0, one more is a tool
+// error, never a queue.
 //
 // Shutdown (stdin EOF, a broken stdout, or Shutdown() on SIGTERM/SIGINT/SIGHUP): input stops,
 // every cell is cancelled (SIGTERM, grace, SIGKILL to the whole tree), pending run_commands are
@@ -38,33 +43,33 @@
 #include <sys/types.h>
 
 #include <cstdint>
-#include <list>
+#include <functional>
 #include <map>
-#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "api/jsonrpc.h"
 #include "api/unix_server.h"  // LineFramer, kMaxLineBytes
-#include "cell/cell.h"
+#include "cell/spec.h"
+#include "supervisor/supervisor.h"
 #include "sys/error.h"
 #include "sys/event_loop.h"
 
 namespace corral {
 
+// The policy of the tools. How many commands run and how many finished ones are kept are the
+// Supervisor's (SupervisorOptions::max_running, keep_finished).
 struct McpOptions {
   int64_t default_timeout_ns = 60 * kNsPerSec;  // when a call gives no timeout_s
   int64_t max_timeout_ns = 0;                   // 0: no maximum
   std::vector<std::string> allow_cwd;           // canonical paths; empty: any directory
-  size_t max_concurrent = 16;                   // running cells
   // Names of our environment variables that commands inherit; {"*"}: all of them.
   std::vector<std::string> env_pass = DefaultEnvPass();
   uint64_t max_output_bytes = 1 << 20;  // default and maximum per stream
   int64_t grace_ns = 2 * kNsPerSec;
   int64_t kill_wait_ns = 1 * kNsPerSec;
   int64_t progress_interval_ns = 1 * kNsPerSec;
-  size_t keep_finished = 64;  // finished start_commands whose results stay readable
   size_t max_line_bytes = kMaxLineBytes;
   bool verbose = false;  // one stderr line per request
   // --isolate / --profile: every command runs isolated (docs/isolation.md); the model cannot
@@ -74,13 +79,17 @@ struct McpOptions {
   static std::vector<std::string> DefaultEnvPass();
 };
 
+namespace mcp {
+struct ToolCall;
+}
+
 class McpServer {
  public:
   // The protocol versions we speak, newest first.
   static const std::vector<std::string>& SupportedVersions();
 
-  // The fds stay owned by the caller and must outlive the server.
-  McpServer(EventLoop* loop, CellHost* host, McpOptions options, int in_fd, int out_fd);
+  // The fds and the supervisor stay owned by the caller and must outlive the server.
+  McpServer(EventLoop* loop, Supervisor* sup, McpOptions options, int in_fd, int out_fd);
   ~McpServer();
   McpServer(const McpServer&) = delete;
   McpServer& operator=(const McpServer&) = delete;
@@ -92,26 +101,39 @@ class McpServer {
   // True once a shutdown has finished its work: no cell left, output written or given up on.
   bool finished() const;
 
+  // ---- for the tools (src/api/mcp/) ----
+  Supervisor& supervisor() const { return *sup_; }
+  const McpOptions& options() const { return options_; }
+  bool shutting_down() const { return shutting_down_; }
+  void ReplyToolResult(const jsonrpc::json& id, const jsonrpc::json& structured);
+  void ReplyToolError(const jsonrpc::json& id, const std::string& message);
+  // Returns an error sentence, or fills *spec from the arguments of run/start_command.
+  std::optional<std::string> BuildSpec(const jsonrpc::json& args, CellSpec* spec);
+  // Starts a cell for `spec`; *id names it. Returns why not, in words for the model.
+  std::optional<std::string> StartCell(CellSpec spec, Retention retention, std::string* id);
+
+  // A request answered later (run_command, start_command, wait_command, kill_command), named by
+  // its key. `command` is the cell it is about: its progress is reported, and a cancelled
+  // request ends it if kill_on_cancel. The answer goes out once, from whichever of
+  // AnswerWhenDone and AnswerAt comes first; an answer function that returns nullopt drops the
+  // request unanswered. Once answered or cancelled, every callback it registered is withdrawn.
+  using Answer = std::function<std::optional<jsonrpc::json>()>;
+  using AnswerDone = std::function<std::optional<jsonrpc::json>(const CellResult&)>;
+  std::string Hold(const mcp::ToolCall& call, const std::string& command, bool kill_on_cancel);
+  void AnswerWhenDone(const std::string& key, AnswerDone answer);
+  void AnswerAt(const std::string& key, int64_t at_ns, Answer answer);
+  // Progress notifications every progress_interval while held, if the call asked for them.
+  void Progress(const std::string& key);
+
  private:
-  struct Command {
-    std::string id;
-    bool background = false;  // start_command: kept after it ends
-    Cell* cell = nullptr;     // while running; the host destroys it after the done callback
-    std::optional<CellResult> result;
-    std::vector<std::string> argv;
-    pid_t pid = -1;
-    int64_t started_ns = 0;
-    std::vector<std::string> waiters;  // keys of pending requests answered when it ends
-  };
-  enum class PendingKind { kRun, kStart, kWait, kKill };
   struct Pending {
     jsonrpc::json id;
-    PendingKind kind = PendingKind::kRun;
     std::string command;
+    bool kill_on_cancel = false;
     jsonrpc::json progress_token;  // null: the caller asked for no progress
     EventLoop::Token progress_timer = 0;
-    EventLoop::Token deadline_timer = 0;  // wait_command's timeout
-    int64_t started_ns = 0;
+    EventLoop::Token deadline_timer = 0;  // AnswerAt
+    uint64_t waiter = 0;                  // AnswerWhenDone's Supervisor::Wait, 0: none
   };
 
   // I/O.
@@ -129,27 +151,14 @@ class McpServer {
   jsonrpc::json InitializeResult(const jsonrpc::Request& req,
                                  std::optional<jsonrpc::RpcError>* err);
   void CallTool(jsonrpc::Request& req);
-  void ReplyToolResult(const jsonrpc::json& id, const jsonrpc::json& structured);
-  void ReplyToolError(const jsonrpc::json& id, const std::string& message);
 
-  // Tools. Each either answers at once or registers a Pending answered later.
-  void RunOrStart(const std::string& key, Pending pending, const jsonrpc::json& args);
-  void ReadOutput(const jsonrpc::json& id, const jsonrpc::json& args);
-  void WaitOrKill(const std::string& key, Pending pending, const jsonrpc::json& args);
-  void ListCommands(const jsonrpc::json& id);
-
-  // Returns an error sentence, or fills *spec from the arguments of run/start_command.
-  std::optional<std::string> BuildSpec(const jsonrpc::json& args, CellSpec* spec);
-  void OnCellDone(const std::string& command_id, const CellResult& r);
-  void AnswerPending(const std::string& key, const Command& c);
+  void Reply(const std::string& key, const std::optional<jsonrpc::json>& structured);
   void DropPending(const std::string& key);
   void SendProgress(const std::string& key);
-  jsonrpc::json CommandSummary(const Command& c) const;
-  jsonrpc::json StatusOf(const Command& c) const;  // wait_command's structured content
   void MaybeFinishShutdown();
 
   EventLoop* loop_;
-  CellHost* host_;
+  Supervisor* sup_;
   McpOptions options_;
   std::vector<std::pair<std::string, std::string>> passed_env_;  // read once at start-up
   bool pass_all_env_ = false;
@@ -170,13 +179,10 @@ class McpServer {
   bool initialize_answered_ = false;
   std::string protocol_version_;
 
-  uint64_t next_command_ = 1;
-  std::map<std::string, Command> commands_;
-  std::list<std::string> finished_order_;   // background commands that ended, oldest first
   std::map<std::string, Pending> pending_;  // key: the request id's JSON text
-  size_t running_ = 0;
 
   bool shutting_down_ = false;
+  bool cells_closed_ = false;  // the Supervisor's shutdown is done
   bool flush_expired_ = false;
   EventLoop::Token flush_timer_ = 0;
 };

@@ -192,7 +192,7 @@ int Init(int argc, char** argv) {
   // --serve: cells share init's loop; init stays the one reaper and hands cell leaders back.
   std::unique_ptr<Supervisor> sup;
   if (!serve_socket.empty()) {
-    opts.reap_hook = [&sup](pid_t pid) { return sup && sup->host()->ReapIfLeader(pid); };
+    opts.reap_hook = [&sup](pid_t pid) { return sup && sup->ReapIfLeader(pid); };
   }
   auto init = InitProcess::Start(**loop, opts);
   if (!init.ok()) {

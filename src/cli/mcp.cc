@@ -1,6 +1,8 @@
 // corral mcp: an MCP server on stdio whose tools run commands in cells of this process (no daemon).
 // stdout carries only protocol messages; everything else goes to stderr. The server ends, with
 // every cell torn down, when stdin closes (the host went away) or on SIGTERM/SIGINT/SIGHUP.
+// The cells belong to a Supervisor made here with MCP's policy: --max-concurrent cells at most and
+// none waiting (one more is a tool error), --keep-finished records kept, subreaper of them all.
 #include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
@@ -12,10 +14,10 @@
 #include <string>
 
 #include "api/mcp_server.h"
-#include "cell/cell.h"
 #include "cell/isolation.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "supervisor/supervisor.h"
 #include "sys/event_loop.h"
 #include "sys/signal_fd.h"
 
@@ -69,8 +71,20 @@ void EnsureStdFds() {
 
 struct McpFlags {
   McpOptions options;
+  SupervisorOptions supervisor = Defaults();
   std::string containment;
   bool help = false;
+
+  static SupervisorOptions Defaults() {
+    SupervisorOptions s;
+    s.max_running = 16;
+    s.max_queued = 0;  // a call past max_running is refused, never queued
+    s.keep_finished = 64;
+    s.id_prefix = "mcp";
+    s.reap_orphans = true;      // we are the subreaper of every tree we start
+    s.prebuilt_namespaces = 2;  // a session's isolated commands skip making namespaces
+    return s;
+  }
 };
 
 std::optional<std::string> ParseFlags(int argc, char** argv, McpFlags* f) {
@@ -124,9 +138,9 @@ std::optional<std::string> ParseFlags(int argc, char** argv, McpFlags* f) {
       err = duration(&o.progress_interval_ns);
       if (!err && o.progress_interval_ns < 10 * kNsPerMs) err = arg + " must be at least 10ms";
     } else if (arg == "--max-concurrent") {
-      err = count(&o.max_concurrent, 1);
+      err = count(&f->supervisor.max_running, 1);
     } else if (arg == "--keep-finished") {
-      err = count(&o.keep_finished, 0);
+      err = count(&f->supervisor.keep_finished, 0);
     } else if (arg == "--max-output") {
       auto b = ParseBytes(value);
       if (!b)
@@ -181,8 +195,8 @@ int Mcp(int argc, char** argv) {
   sigset_t stop = MakeSigset({SIGINT, SIGTERM, SIGHUP});
   if (!BlockSignals(MakeSigset({SIGINT, SIGTERM, SIGHUP, SIGPIPE})).ok()) return kExitCorralError;
 
-  // Pick the containment (cgroup2 > cgroup1 > pgroup); creating the host below also sweeps the
-  // cells that a crashed corral left behind.
+  // Pick the containment (cgroup2 > cgroup1 > pgroup); creating the supervisor below also sweeps
+  // the cells that a crashed corral left behind.
   std::optional<ContainmentMode> forced;
   if (!flags.containment.empty()) {
     forced = ParseContainmentMode(flags.containment);
@@ -199,25 +213,21 @@ int Mcp(int argc, char** argv) {
     return kExitCorralError;
   }
 
-  // One loop for everything; we are the subreaper of every tree we start.
+  // One loop for everything; one supervisor owns every cell.
   auto loop = EventLoop::Create();
   if (!loop.ok()) {
     std::fprintf(stderr, "corral mcp: %s\n", loop.error().message().c_str());
     return kExitCorralError;
   }
-  HostOptions host_options;
-  host_options.containment = std::move(config).value();
-  host_options.reap_orphans = true;
-  host_options.prebuilt_namespaces = 2;  // a session's isolated commands skip making namespaces
-  host_options.default_signals = true;   // nor what the MCP host ignored when it started us
-  auto host = CellHost::Create(loop->get(), std::move(host_options));
-  if (!host.ok()) {
-    std::fprintf(stderr, "corral mcp: %s\n", host.error().message().c_str());
+  flags.supervisor.containment = std::move(config).value();
+  auto sup = Supervisor::Create(loop->get(), std::move(flags.supervisor));
+  if (!sup.ok()) {
+    std::fprintf(stderr, "corral mcp: %s\n", sup.error().message().c_str());
     return kExitCorralError;
   }
 
   // Serve stdin/stdout; shut down (tearing down every cell) on the stop signals.
-  McpServer server(loop->get(), host->get(), std::move(flags.options), STDIN_FILENO, STDOUT_FILENO);
+  McpServer server(loop->get(), sup->get(), std::move(flags.options), STDIN_FILENO, STDOUT_FILENO);
   if (auto st = server.Start(); !st.ok()) {
     std::fprintf(stderr, "corral mcp: %s\n", st.error().message().c_str());
     return kExitCorralError;

@@ -18,8 +18,7 @@
 namespace corral {
 namespace {
 
-constexpr size_t kMaxFinished = 1000;  // results kept for wait/output after a cell ends
-constexpr double kPidHeadroom = 0.9;   // refuse new cells past 90 % of a pid limit
+constexpr double kPidHeadroom = 0.9;  // refuse new cells past 90 % of a pid limit
 constexpr double kFdHeadroom = 0.9;
 constexpr size_t kFdsPerCell = 6;  // pidfd, 2 pipes, cgroup dir + cgroup.events, client socket
 constexpr size_t kExtraFdsPerPoolSlot = 8;  // a held pool slot keeps its counter files open
@@ -70,8 +69,8 @@ Result<std::unique_ptr<Supervisor>> Supervisor::Create(EventLoop* loop, Supervis
   TRY(s->Recover());
   host.containment = s->options_.containment;
   host.reap_orphans = s->options_.reap_orphans;
-  host.prebuilt_namespaces = 4;  // isolated runs skip creating net/IPC/UTS namespaces (0.55 ms)
-  host.default_signals = true;   // cells do not inherit what the daemon's starter ignored
+  host.prebuilt_namespaces = s->options_.prebuilt_namespaces;
+  host.default_signals = true;  // cells do not inherit what the daemon's starter ignored
   ASSIGN_OR_RETURN(s->host_, CellHost::Create(loop, host));  // also sweeps dead owners' cgroups
   return s;
 }
@@ -93,11 +92,13 @@ Status Supervisor::Recover() {
   std::vector<std::string> dead_prefixes;
   while (dirent* e = readdir(dp)) {
     if (e->d_name[0] == '.') continue;
-    std::string id = e->d_name;  // d-<daemon pid>-<n>
-    pid_t owner = static_cast<pid_t>(std::strtol(id.c_str() + 2, nullptr, 10));
+    std::string id = e->d_name;  // <prefix>-<daemon pid>-<n>
+    size_t dash = id.find('-');
+    if (dash == std::string::npos) continue;
+    pid_t owner = static_cast<pid_t>(std::strtol(id.c_str() + dash + 1, nullptr, 10));
     if (owner > 0 && owner != getpid() && (kill(owner, 0) == 0 || errno == EPERM)) continue;
     stale.push_back(id);
-    std::string prefix = "d-" + std::to_string(owner) + "-";
+    std::string prefix = id.substr(0, dash + 1) + std::to_string(owner) + "-";
     if (std::find(dead_prefixes.begin(), dead_prefixes.end(), prefix) == dead_prefixes.end()) {
       dead_prefixes.push_back(prefix);
     }
@@ -177,7 +178,7 @@ std::optional<Refusal> Supervisor::Admit() const {
 }
 
 std::variant<std::string, Refusal> Supervisor::Start(const Caller& caller, CellSpec spec,
-                                                     DoneCallback on_done) {
+                                                     DoneCallback on_done, Retention retention) {
   if (auto no = Admit()) return *no;
   bool must_wait = running() >= options_.max_running;
   if (must_wait && queue_.size() >= options_.max_queued) {
@@ -186,9 +187,10 @@ std::variant<std::string, Refusal> Supervisor::Start(const Caller& caller, CellS
                                              " waiting (--max-queued); retry later"};
   }
   auto rec = std::make_unique<Record>();
-  rec->id = "d-" + std::to_string(getpid()) + "-" + std::to_string(++seq_);
+  rec->id = options_.id_prefix + "-" + std::to_string(getpid()) + "-" + std::to_string(++seq_);
   rec->owner = caller.uid;
   rec->argv = spec.argv;
+  rec->retention = retention;
   rec->created_ns = MonotonicNs();
   if (on_done) rec->waiters.emplace(++waiter_seq_, std::move(on_done));
   spec.id = rec->id;
@@ -207,8 +209,10 @@ void Supervisor::Launch(Record* rec, CellSpec spec) {
   std::string id = rec->id;
   rec->cell = host_->Start(std::move(spec), [this, id](const CellResult& r) { OnDone(id, r); });
   // The done callback may already have been queued (failed to start); it runs from the loop.
-  if (rec->cell != nullptr && rec->cell->leader_pid() > 0)
-    WriteStateFile(*rec, rec->cell->leader_pid());
+  if (rec->cell != nullptr && rec->cell->leader_pid() > 0) {
+    rec->leader_pid = rec->cell->leader_pid();
+    WriteStateFile(*rec, rec->leader_pid);
+  }
 }
 
 void Supervisor::OnDone(const std::string& id, const CellResult& result) {
@@ -217,17 +221,24 @@ void Supervisor::OnDone(const std::string& id, const CellResult& result) {
   if (it == records_.end()) return;
   Record* rec = it->second.get();
   rec->cell = nullptr;
-  rec->result = result;
+  auto done = std::make_shared<const CellResult>(result);
+  rec->result = done;
   ++by_state_[CellStateName(result.state)];
   if (on_cell_done) on_cell_done(result);
   std::map<uint64_t, DoneCallback> waiters = std::move(rec->waiters);
   rec->waiters.clear();
-  finished_.push_back(id);
-  while (finished_.size() > kMaxFinished) {
-    records_.erase(finished_.front());
-    finished_.pop_front();
+  // Waiters run while the record is still there (they may look it up), retention after them.
+  bool keep = rec->retention == Retention::kKeep;
+  for (auto& [n, w] : waiters) w(*done);
+  if (keep) {
+    finished_.push_back(id);
+    while (finished_.size() > options_.keep_finished) {
+      records_.erase(finished_.front());
+      finished_.pop_front();
+    }
+  } else {
+    records_.erase(id);
   }
-  for (auto& [n, w] : waiters) w(result);
   StartQueued();
   if (shutting_down_ && running() == 0 && queue_.empty() && after_shutdown_) {
     auto then = std::move(after_shutdown_);
@@ -327,14 +338,18 @@ std::variant<Supervisor::OutputChunk, Refusal> Supervisor::Output(const Caller& 
     out.total_bytes = stderr_stream ? rec->result->stderr_bytes : rec->result->stdout_bytes;
     out.truncated = stderr_stream ? rec->result->stderr_truncated : rec->result->stdout_truncated;
     out.done = true;
+    out.state = CellStateName(rec->result->state);
   } else if (rec->cell != nullptr) {
     const OutputStream& s = stderr_stream ? rec->cell->err() : rec->cell->out();
     data = &s.data;
     out.total_bytes = s.total;
     out.truncated = s.truncated;
+    out.state = "running";
   } else {
     data = &empty;
+    out.state = "queued";
   }
+  out.kept_bytes = data->size();
   out.offset = std::min<uint64_t>(offset, data->size());
   uint64_t n = std::min<uint64_t>(max_bytes, data->size() - out.offset);
   out.data = data->substr(out.offset, n);
@@ -360,13 +375,19 @@ std::optional<Supervisor::Listing> Supervisor::Find(const Caller& caller,
   l.id = rec->id;
   l.argv = rec->argv;
   l.owner = rec->owner;
+  l.leader_pid = rec->leader_pid;
+  l.kept = rec->retention == Retention::kKeep;
   l.age_s = static_cast<double>(MonotonicNs() - rec->created_ns) / 1e9;
   if (rec->result) {
     l.state = CellStateName(rec->result->state);
+    l.stdout_bytes = rec->result->stdout_bytes;
+    l.stderr_bytes = rec->result->stderr_bytes;
     l.result = rec->result;
   } else if (rec->cell != nullptr) {
     l.state = "running";
     l.pid = rec->cell->leader_pid();
+    l.stdout_bytes = rec->cell->out().total;
+    l.stderr_bytes = rec->cell->err().total;
   } else {
     l.state = "queued";
   }
@@ -380,14 +401,15 @@ void Supervisor::Shutdown(std::function<void()> then) {
   for (const auto& [id, rec] : records_) {
     if (rec->cell != nullptr || rec->queued_spec) ids.push_back(id);
   }
-  Caller root = Caller::System();
-  for (const std::string& id : ids) Kill(root, id, "shutdown");
+  for (const std::string& id : ids) Kill(Caller::System(), id, "shutdown");
   if (running() == 0 && after_shutdown_) {
     auto cb = std::move(after_shutdown_);
     after_shutdown_ = nullptr;
     cb();
   }
 }
+
+bool Supervisor::ReapIfLeader(pid_t pid) { return host_->ReapIfLeader(pid); }
 
 // Only the pgroup backend needs these files: a cgroup cell of a dead daemon is found and killed
 // by the cgroup sweeper (a pool slot's lock died with its owner; a cell's own directory names its

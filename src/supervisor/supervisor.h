@@ -1,12 +1,18 @@
-// The daemon's core, free of any transport: it owns the CellHost (and so every cell on the host
-// that came through the daemon), a bounded wait queue in front of --max-running, admission
-// control, the records callers query (wait/output/list), and the crash-recovery files in the
-// state dir. The JSON-RPC methods (src/api/methods/) and `corral init --serve` call it.
+// The one owner of cells, free of any transport: it owns the CellHost (and so every cell that
+// came through the daemon, `corral init --serve` or `corral mcp`), a bounded wait queue in front
+// of max_running, admission control, the records callers query (wait/output/list), and the
+// crash-recovery files in the state dir. Front ends (the JSON-RPC methods in
+// src/api/methods/, `corral init --serve`, the MCP tools in src/api/mcp/) turn their requests
+// into calls here and differ only in the SupervisorOptions they pass: how many cells run, whether
+// one more waits or is refused (max_queued 0), how many finished records are kept.
 //
 // Ownership and hazards:
 // - Every cell is started and ended on the one EventLoop thread; callbacks run there.
 // - A record outlives its cell: results are kept for `wait`/`output` until retention evicts
-//   them (at most kMaxFinished, oldest first), so memory stays bounded however many calls come.
+//   them (at most keep_finished, oldest first), so memory stays bounded however many calls come.
+//   A cell started with Retention::kDropWhenDone leaves no record once its waiters have run.
+// - Done callbacks and waiters never run inside Start/Wait/Kill on a running cell: always from
+//   the loop, so a caller may register state after Start returned.
 // - Crash safety: each running cell has a file `cells/<id>` in the state dir holding the leader's
 //   pid and start time. The cgroup backends need nothing more (the sweeper finds the cgroups of
 //   a dead daemon by the owner pid in their names); for the pgroup backend the next daemon kills
@@ -55,12 +61,22 @@ struct SupervisorStats {
 struct SupervisorOptions {
   ContainmentConfig containment;
   size_t max_running = 64;
-  size_t max_queued = 1024;  // calls waiting, not counting those running
-  std::string state_dir;     // empty: no crash-recovery files
-  // Be the subreaper and reaper of every child (the daemon). Off when another component owns
-  // reaping (corral init --serve), which then hands cell leaders over via host()->ReapIfLeader.
+  // Calls waiting for a slot, not counting those running; 0: past max_running a call is refused.
+  size_t max_queued = 1024;
+  size_t keep_finished = 1000;  // finished records kept for wait/output, oldest evicted first
+  std::string state_dir;        // empty: no crash-recovery files
+  // Cell ids are "<id_prefix>-<our pid>-<n>": the cgroup sweeper finds a dead owner by that pid.
+  std::string id_prefix = "d";
+  // Be the subreaper and reaper of every child (the daemon, corral mcp). Off when another
+  // component owns reaping (corral init --serve), which then hands cell leaders over through
+  // ReapIfLeader.
   bool reap_orphans = true;
+  int prebuilt_namespaces = 4;  // isolated cells skip creating net/IPC/UTS namespaces (0.55 ms)
 };
+
+// Whether a cell's record stays after it ended (readable by wait/output until evicted), or goes
+// once its done callback and waiters have run (the caller took the result from them).
+enum class Retention { kKeep, kDropWhenDone };
 
 // Why a call was refused, in words for the caller, and which JSON-RPC code fits.
 struct Refusal {
@@ -78,7 +94,8 @@ class Supervisor {
   // Opens a cell for `caller` (or queues it while max_running cells run). `on_done` runs once
   // with the result. Returns the cell id, or why it was refused.
   std::variant<std::string, Refusal> Start(const Caller& caller, CellSpec spec,
-                                           DoneCallback on_done = nullptr);
+                                           DoneCallback on_done = nullptr,
+                                           Retention retention = Retention::kKeep);
   // Calls `on_done` when cell `id` is done (at once if it is). Refusal if unknown / not yours.
   // *waiter (if given) names the registration for Unwait(), 0 when it already ran.
   std::optional<Refusal> Wait(const Caller& caller, const std::string& id, DoneCallback on_done,
@@ -92,7 +109,9 @@ class Supervisor {
   struct OutputChunk {
     std::string data;
     uint64_t offset = 0, next_offset = 0, total_bytes = 0;
+    uint64_t kept_bytes = 0;  // all the bytes kept of the stream (total_bytes less the cap's cut)
     bool truncated = false, done = false;
+    std::string state;  // as Listing::state
   };
   std::variant<OutputChunk, Refusal> Output(const Caller& caller, const std::string& id,
                                             bool stderr_stream, uint64_t offset,
@@ -101,11 +120,14 @@ class Supervisor {
   struct Listing {
     std::string id;
     std::vector<std::string> argv;
-    std::string state;  // queued | running | exited | timed_out | ...
-    pid_t pid = 0;
+    std::string state;     // queued | running | exited | timed_out | ...
+    pid_t pid = 0;         // the leader's, while it runs
+    pid_t leader_pid = 0;  // the leader's, kept after the end (0: never spawned)
     uid_t owner = 0;
     double age_s = 0;
-    std::optional<CellResult> result;
+    uint64_t stdout_bytes = 0, stderr_bytes = 0;  // produced so far
+    bool kept = true;                             // Retention::kKeep
+    std::shared_ptr<const CellResult> result;     // once done
   };
   std::vector<Listing> List(const Caller& caller) const;
   std::optional<Listing> Find(const Caller& caller, const std::string& id) const;
@@ -113,14 +135,18 @@ class Supervisor {
   // Ends every cell (reason "shutdown") and calls `then` once all are done.
   void Shutdown(std::function<void()> then);
 
-  SupervisorStats stats() const;
+  // For `corral init --serve`, whose InitProcess reaps every child: if pid is the leader of one
+  // of our cells, reaps it through the cell's pidfd and returns true.
+  bool ReapIfLeader(pid_t pid);
+
+  const SupervisorOptions& options() const { return options_; }
   // Counters for stats and metrics.
+  SupervisorStats stats() const;
   size_t running() const { return host_->running(); }
   size_t queued() const { return queue_.size(); }
   size_t max_running() const { return options_.max_running; }
   bool shutting_down() const { return shutting_down_; }
   const std::map<std::string, uint64_t>& finished_by_state() const { return by_state_; }
-  CellHost* host() const { return host_.get(); }
   int recovered_killed() const { return recovered_killed_; }
   // Hook for metrics: every finished cell, with the time its spawn took.
   std::function<void(const CellResult&)> on_cell_done;
@@ -130,9 +156,11 @@ class Supervisor {
     std::string id;
     uid_t owner = 0;
     std::vector<std::string> argv;
-    Cell* cell = nullptr;                 // while running
-    std::optional<CellSpec> queued_spec;  // while queued
-    std::optional<CellResult> result;     // once done
+    Retention retention = Retention::kKeep;
+    Cell* cell = nullptr;                      // while running
+    pid_t leader_pid = 0;                      // once spawned
+    std::optional<CellSpec> queued_spec;       // while queued
+    std::shared_ptr<const CellResult> result;  // once done
     std::map<uint64_t, DoneCallback> waiters;
     int64_t created_ns = 0;
   };

@@ -407,3 +407,48 @@ def test_profile_isolates_every_command():
     r = subprocess.run([CORRAL, "mcp", "--profile", "nonsense"], capture_output=True,
                        stdin=subprocess.DEVNULL)
     assert r.returncode == 125 and b"--profile" in r.stderr
+
+
+def test_finished_records_and_running_commands_are_bounded_by_the_server_flags(marker):
+    """--keep-finished and --max-concurrent are the policy of the Supervisor under the server:
+    finished start_commands beyond the newest N are forgotten, a run_command leaves no record,
+    and past --max-concurrent a call is refused at once, never queued."""
+    s = Server("--keep-finished", "2", "--max-concurrent", "2")
+    try:
+        s.initialize()
+        env = {"CORRAL_TEST_MARK": marker}
+
+        def sc(id, name, args):
+            return s.tool(id, name, args)["result"]
+
+        ids = []
+        for i in range(3):
+            ids.append(sc(i + 1, "start_command", {"command": f"echo {i}",
+                                                   "env": env})["structuredContent"]["id"])
+            done = sc(10 + i, "wait_command", {"id": ids[-1], "timeout_s": 10})
+            assert done["structuredContent"]["done"] is True
+        ran = sc(20, "run_command", {"command": "echo ran", "env": env})["structuredContent"]
+        listed = sc(21, "list_commands", {})["structuredContent"]
+        assert [c["id"] for c in listed["commands"]] == ids[1:]
+        assert all(c["background"] and c["state"] == "exited" for c in listed["commands"])
+        assert listed["running"] == 0 and listed["max_concurrent"] == 2
+        for i, gone in enumerate([ids[0], ran["id"]]):
+            r = sc(30 + i, "wait_command", {"id": gone})
+            assert r["isError"] is True and "kept for the last 2" in r["content"][0]["text"]
+        assert sc(32, "read_output", {"id": ids[0]})["isError"] is True
+        assert sc(33, "read_output", {"id": ids[2]})["structuredContent"]["data"] == "2\n"
+
+        busy = [sc(40 + i, "start_command", {"command": "sleep 60", "env": env})
+                ["structuredContent"]["id"] for i in range(2)]
+        for i, name in enumerate(["run_command", "start_command"]):
+            r = sc(50 + i, name, {"command": "true", "env": env})
+            assert r["isError"] is True
+            assert "too many commands running (2" in r["content"][0]["text"]
+        listed = sc(52, "list_commands", {})["structuredContent"]
+        assert listed["running"] == 2
+        assert {c["id"] for c in listed["commands"] if c["state"] == "running"} == set(busy)
+        for i, cid in enumerate(busy):
+            assert sc(60 + i, "kill_command", {"id": cid})["structuredContent"]["done"] is True
+        assert sc(70, "run_command", {"command": "true"})["structuredContent"]["state"] == "exited"
+    finally:
+        assert s.close() == 0
