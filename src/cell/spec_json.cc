@@ -71,7 +71,10 @@ std::optional<std::string> ParseCellParams(const nlohmann::json& params,
     return p.Field("argv") + " (a non-empty array of strings) or " + p.Field(syntax.shell_key) +
            " (a shell command) is required";
   }
-  if (cwd) spec.cwd = std::move(*cwd);
+  if (cwd) {
+    if (cwd->empty()) return p.Field("cwd") + " is empty (leave it out for the default)";
+    spec.cwd = std::move(*cwd);
+  }
   if (umask) spec.umask = static_cast<int>(*umask);
   if (env) {
     for (auto& [k, v] : *env) {

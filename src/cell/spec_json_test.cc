@@ -101,6 +101,7 @@ TEST(SpecJsonTest, BadFieldsAreNamed) {
                 .find("params.max_output_bytes"),
             std::string::npos);
   EXPECT_NE(ErrorOf({{"argv", {std::string("a\0b", 3)}}}).find("NUL"), std::string::npos);
+  EXPECT_NE(ErrorOf({{"argv", {"a"}}, {"cwd", ""}}).find("params.cwd is empty"), std::string::npos);
 }
 
 TEST(SpecJsonTest, AFrontEndSpellsAndNarrowsTheParams) {

@@ -1,4 +1,5 @@
-// The arguments of run_command and start_command as a CellSpec, with the server's policy applied:
+// The arguments of run_command and start_command (the protocol's cell params, cell/spec_json.h) as
+// a CellSpec, with the server's policy applied:
 // the cwd resolved with realpath and kept inside --allow-cwd, only the passed-through variables
 // of our environment, timeouts and output caps within the server's maxima, the server's grace,
 // kill wait and isolation. stdin and stdout are never the server's own: they carry the protocol.
@@ -7,16 +8,17 @@
 #include <sys/stat.h>
 
 #include <cerrno>
-#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 
 #include "api/mcp/tool.h"
+#include "cell/spec_json.h"
+#include "sys/clock.h"
 
 namespace corral {
 
 using jsonrpc::json;
-using mcp::Seconds;
 
 namespace {
 
@@ -29,38 +31,30 @@ bool IsUnderDir(const std::string& path, const std::string& dir) {
 }  // namespace
 
 std::optional<std::string> McpServer::BuildSpec(const json& args, CellSpec* spec) {
-  jsonrpc::ParamReader p(args, "arguments");
-  auto command = p.String("command");
-  auto argv = p.StringArray("argv");
-  auto cwd = p.String("cwd");
-  auto env = p.StringMap("env");
-  auto stdin_data = p.String("stdin");
-  auto timeout_s = p.Number("timeout_s", 0);
-  auto max_output = p.Integer("max_output_bytes", 0);
-  p.RejectUnknown({"command", "argv", "cwd", "env", "stdin", "timeout_s", "max_output_bytes"});
-  if (!p.ok()) return p.error().message;
-
-  if (command.has_value() == argv.has_value()) {
-    return "give either `command` (a shell string) or `argv` (an array), exactly one of them";
-  }
-  if (command) {
-    spec->argv = {"/bin/sh", "-c", *command};
-  } else {
-    if (argv->empty()) return "arguments.argv must hold at least the program";
-    spec->argv = std::move(*argv);
-  }
+  // The protocol's cell params (cell/spec_json.h), as MCP spells and narrows them; the maxima are
+  // this server's policy, checked below with the flag that sets them.
+  CellParamsSyntax syntax;
+  syntax.prefix = "arguments";
+  syntax.shell_key = "command";
+  syntax.keys = {"command", "argv", "cwd", "env", "stdin", "timeout_s", "max_output_bytes"};
+  syntax.max_output_cap = INT64_MAX;
+  CellParams params;
+  if (auto err = ParseCellParams(args, syntax, &params)) return err;
+  CellSpec asked = std::move(params.spec);
+  spec->argv = std::move(asked.argv);
 
   // Working directory: canonical, an existing directory, and inside an allowed one.
   std::string dir;
-  if (cwd) {
-    if (cwd->empty()) return "arguments.cwd is empty";
+  if (!asked.cwd.empty()) {
+    const std::string& cwd = asked.cwd;
     char resolved[PATH_MAX];
-    if (realpath(cwd->c_str(), resolved) == nullptr) {
-      return "cwd `" + *cwd + "`: " + std::strerror(errno);
+    if (realpath(cwd.c_str(), resolved) == nullptr) {
+      return "cwd `" + cwd + "`: " + std::strerror(errno);
     }
     struct stat st {};
-    if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode))
-      return "cwd `" + *cwd + "` is not a directory";
+    if (stat(resolved, &st) != 0 || !S_ISDIR(st.st_mode)) {
+      return "cwd `" + cwd + "` is not a directory";
+    }
     dir = resolved;
   } else if (!options_.allow_cwd.empty()) {
     dir = options_.allow_cwd.front();  // the first allowed directory is the default
@@ -79,46 +73,34 @@ std::optional<std::string> McpServer::BuildSpec(const json& args, CellSpec* spec
   // Environment: only the passed-through variables of ours, then the caller's.
   spec->clear_env = !pass_all_env_;
   if (!pass_all_env_) spec->env = passed_env_;
-  if (env) {
-    for (auto& [k, v] : *env) {
-      if (k.empty() || k.find('=') != std::string::npos) {
-        return "arguments.env: `" + k + "` is not a valid variable name";
-      }
-      spec->env.emplace_back(k, v);
-    }
-  }
+  spec->env.insert(spec->env.end(), asked.env.begin(), asked.env.end());
 
-  if (stdin_data) {
-    spec->stdin_mode = StdinMode::kBytes;
-    spec->stdin_data = std::move(*stdin_data);
-  } else {
-    spec->stdin_mode = StdinMode::kNull;  // never ours: our stdin carries the protocol
-  }
-  spec->output = OutputMode::kCapture;  // never ours: our stdout carries the protocol
+  // stdin and stdout are never ours: they carry the protocol (the codec's defaults).
+  spec->stdin_mode = asked.stdin_mode;
+  spec->stdin_data = std::move(asked.stdin_data);
+  spec->output = OutputMode::kCapture;
 
-  if (timeout_s) {
-    if (*timeout_s <= 0) return "arguments.timeout_s must be above 0";
-    double max_s = Seconds(options_.max_timeout_ns);
-    if (options_.max_timeout_ns > 0 && *timeout_s > max_s) {
+  if (params.has_timeout) {
+    if (asked.timeout_ns <= 0) return "arguments.timeout_s must be above 0";
+    if (options_.max_timeout_ns > 0 && asked.timeout_ns > options_.max_timeout_ns) {
       char msg[160];
       std::snprintf(msg, sizeof msg,
                     "arguments.timeout_s %g is above this server's maximum of %g s "
                     "(--max-timeout)",
-                    *timeout_s, max_s);
+                    NsToSeconds(asked.timeout_ns), NsToSeconds(options_.max_timeout_ns));
       return std::string(msg);
     }
-    if (*timeout_s > 1e9) return "arguments.timeout_s is too large";
-    spec->timeout_ns = static_cast<int64_t>(std::llround(*timeout_s * kNsPerSec));
+    spec->timeout_ns = asked.timeout_ns;
   } else {
     spec->timeout_ns = options_.default_timeout_ns;
   }
-  if (max_output) {
-    if (static_cast<uint64_t>(*max_output) > options_.max_output_bytes) {
-      return "arguments.max_output_bytes " + std::to_string(*max_output) +
+  if (params.has_max_output) {
+    if (asked.max_output_bytes > options_.max_output_bytes) {
+      return "arguments.max_output_bytes " + std::to_string(asked.max_output_bytes) +
              " is above this server's maximum of " + std::to_string(options_.max_output_bytes) +
              " (--max-output)";
     }
-    spec->max_output_bytes = static_cast<uint64_t>(*max_output);
+    spec->max_output_bytes = asked.max_output_bytes;
   } else {
     spec->max_output_bytes = options_.max_output_bytes;
   }

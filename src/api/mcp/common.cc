@@ -4,6 +4,7 @@
 
 #include "api/mcp/tool.h"
 #include "cell/result_json.h"
+#include "sys/clock.h"
 
 namespace corral::mcp {
 namespace {
@@ -117,13 +118,13 @@ json SummarySchema() {
 std::string LimitsText(const McpOptions& o) {
   char limits[200];
   if (o.default_timeout_ns > 0) {
-    std::snprintf(limits, sizeof limits, "Default timeout %g s", Seconds(o.default_timeout_ns));
+    std::snprintf(limits, sizeof limits, "Default timeout %g s", NsToSeconds(o.default_timeout_ns));
   } else {
     std::snprintf(limits, sizeof limits, "No default timeout");
   }
   std::string text = limits;
   if (o.max_timeout_ns > 0) {
-    std::snprintf(limits, sizeof limits, ", at most %g s", Seconds(o.max_timeout_ns));
+    std::snprintf(limits, sizeof limits, ", at most %g s", NsToSeconds(o.max_timeout_ns));
     text += limits;
   }
   text += "; output kept up to " + std::to_string(o.max_output_bytes) + " bytes per stream.";

@@ -40,8 +40,6 @@ const std::vector<Tool>& Tools();
 
 // ---- shared by the tools (common.cc) ----
 
-inline double Seconds(int64_t ns) { return static_cast<double>(ns) / kNsPerSec; }
-
 // JSON Schemas: the result object of DESIGN.md, run/start_command's arguments, an `id` argument
 // (plus `extra` properties), wait/kill_command's status, a command summary.
 json ResultSchema();
