@@ -62,12 +62,23 @@ UniqueFd OpenOptionalAt(int dirfd, const char* name, int flags) {
   return UniqueFd(openat(dirfd, name, flags | O_CLOEXEC));
 }
 
-// A v1 directory, opened only to open its files (O_PATH), and its `tasks` file in *tasks: the
-// child's way in (join_fds).
-Result<UniqueFd> OpenV1Dir(const std::string& dir, UniqueFd* tasks) {
+// A counter file of a v1 directory: where its fd goes (nullptr: not wanted), its name, its mode.
+struct V1File {
+  UniqueFd* fd;
+  const char* name;
+  int flags;
+};
+
+// Opens the `tasks` file of v1 directory `dir` ("": hierarchy not used) into *tasks, the child's
+// way in (join_fds), and `files`, those missing on this kernel as invalid fds.
+Status OpenV1(const std::string& dir, UniqueFd* tasks, std::initializer_list<V1File> files) {
+  if (dir.empty()) return Ok();
   ASSIGN_OR_RETURN(UniqueFd d, OpenFile(dir, O_PATH | O_DIRECTORY));
   ASSIGN_OR_RETURN(*tasks, OpenAt(d.get(), "tasks", O_WRONLY));
-  return d;
+  for (const V1File& f : files) {
+    if (f.fd != nullptr) *f.fd = OpenOptionalAt(d.get(), f.name, f.flags);
+  }
+  return Ok();
 }
 
 Status MakeDirOrParent(const std::string& dir) {
@@ -190,30 +201,24 @@ void CgroupDirs::EnsureStats() {
 }
 
 Status CgroupDirs::OpenPids() {
-  if (pids_.empty()) return Ok();
-  ASSIGN_OR_RETURN(UniqueFd d, OpenV1Dir(pids_, &pids_procs_));
-  pids_peak_ = OpenOptionalAt(d.get(), "pids.peak", O_RDONLY);
-  pids_events_ = OpenOptionalAt(d.get(), "pids.events", O_RDONLY);
-  // Only where no cgroup.events can say "populated".
-  if (!events_) pids_current_ = OpenOptionalAt(d.get(), "pids.current", O_RDONLY);
-  return Ok();
+  return OpenV1(pids_, &pids_procs_,
+                {{&pids_peak_, "pids.peak", O_RDONLY},
+                 {&pids_events_, "pids.events", O_RDONLY},
+                 // Only where no cgroup.events can say "populated".
+                 {events_ ? nullptr : &pids_current_, "pids.current", O_RDONLY}});
 }
 
 Status CgroupDirs::OpenMemory() {
-  if (memory_.empty()) return Ok();
-  ASSIGN_OR_RETURN(UniqueFd d, OpenV1Dir(memory_, &memory_procs_));
-  memory_peak_ = OpenOptionalAt(d.get(), "memory.max_usage_in_bytes", O_RDWR);
-  memory_usage_ = OpenOptionalAt(d.get(), "memory.usage_in_bytes", O_RDONLY);
-  memory_events_ = OpenOptionalAt(d.get(), "memory.oom_control", O_RDONLY);
-  return Ok();
+  return OpenV1(memory_, &memory_procs_,
+                {{&memory_peak_, "memory.max_usage_in_bytes", O_RDWR},
+                 {&memory_usage_, "memory.usage_in_bytes", O_RDONLY},
+                 {&memory_events_, "memory.oom_control", O_RDONLY}});
 }
 
 Status CgroupDirs::OpenCpuacct() {
-  if (cpuacct_.empty()) return Ok();
-  ASSIGN_OR_RETURN(UniqueFd d, OpenV1Dir(cpuacct_, &cpuacct_procs_));
-  cpuacct_stat_ = OpenOptionalAt(d.get(), "cpuacct.stat", O_RDONLY);
-  cpuacct_usage_ = OpenOptionalAt(d.get(), "cpuacct.usage", O_RDONLY);
-  return Ok();
+  return OpenV1(
+      cpuacct_, &cpuacct_procs_,
+      {{&cpuacct_stat_, "cpuacct.stat", O_RDONLY}, {&cpuacct_usage_, "cpuacct.usage", O_RDONLY}});
 }
 
 bool CgroupDirs::Remove() {
