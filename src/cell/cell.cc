@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "cell/cgroup_pool.h"
 #include "cell/spawn.h"
 #include "sys/clock.h"
 #include "sys/proc.h"
@@ -174,8 +175,8 @@ void Cell::Launch() {
   result_.argv = spec_.argv;
   if (spec_.argv.empty()) return FailToStart(125, "no command given");
 
-  auto c =
-      MakeContainment(host_->containment(), spec_.id, spec_.limits, host_->options_.single_cell);
+  auto c = MakeContainment(host_->containment(), host_->pool_.get(), spec_.id, spec_.limits,
+                           host_->options_.single_cell);
   if (!c.ok()) return FailToStart(125, c.error().Wrap("create cell " + spec_.id).message());
   containment_ = std::move(c).value();
   result_.containment = ContainmentModeName(containment_->mode());
@@ -587,6 +588,9 @@ NamespaceSet CellHost::TakeNamespaces(const Isolation& iso) {
   return ns_pool_->Take();
 }
 
+CellHost::CellHost(EventLoop* loop, HostOptions options)
+    : loop_(loop), options_(std::move(options)) {}
+
 Result<std::unique_ptr<CellHost>> CellHost::Create(EventLoop* loop, HostOptions options) {
   std::unique_ptr<CellHost> host(new CellHost(loop, std::move(options)));
   if (host->options_.reap_orphans) {
@@ -607,7 +611,8 @@ Result<std::unique_ptr<CellHost>> CellHost::Create(EventLoop* loop, HostOptions 
     host->ReapChildren();
   }
   if (host->options_.default_signals) host->ignored_signals_ = IgnoredSignals();
-  SweepOrphanedCells(host->options_.containment);
+  host->pool_ = CgroupPool::ForConfig(host->options_.containment);
+  SweepOrphanedCells(host->options_.containment, host->pool_.get());
   return host;
 }
 
@@ -691,6 +696,8 @@ bool CellHost::ReapIfLeader(pid_t pid) {
   }
   return false;
 }
+
+size_t CellHost::fds_held_by_pool() const { return pool_ ? pool_->ExtraFds() : 0; }
 
 size_t CellHost::quarantined_processes() const {
   size_t n = 0;

@@ -34,6 +34,7 @@
 namespace corral {
 
 class CellHost;
+class CgroupPool;  // cgroup_pool.h
 
 // One captured stream: the first max bytes are kept, the rest counted and dropped, so memory
 // stays constant whatever the child writes.
@@ -165,6 +166,9 @@ class CellHost {
 
   EventLoop* loop() const { return loop_; }
   const ContainmentConfig& containment() const { return options_.containment; }
+  // Fds the host's pool of reusable cell cgroups keeps open beyond what its running cells' own
+  // directories would, for fd admission (0 without a pool).
+  size_t fds_held_by_pool() const;
   bool reap_orphans() const { return options_.reap_orphans; }
   size_t running() const { return cells_.size(); }
   size_t quarantined_processes() const;
@@ -178,7 +182,7 @@ class CellHost {
 
  private:
   friend class Cell;
-  CellHost(EventLoop* loop, HostOptions options) : loop_(loop), options_(std::move(options)) {}
+  CellHost(EventLoop* loop, HostOptions options);  // in cell.cc, where CgroupPool is complete
   void CellDone(Cell* cell);
   void Quarantine(std::unique_ptr<Containment> c, UniqueFd pidfd, size_t stuck);
   void RetryQuarantine();
@@ -195,6 +199,9 @@ class CellHost {
 
   EventLoop* loop_;
   HostOptions options_;
+  // Reusable cell cgroups built on options_.containment (nullptr: off). Declared before the cells
+  // and the quarantine, whose containments give their slots back to it when they are destroyed.
+  std::unique_ptr<CgroupPool> pool_;
   uint64_t ignored_signals_ = 0;  // bit N-1: signal N, set back to default in cells
   std::list<std::unique_ptr<Cell>> cells_;
   std::list<Quarantined> quarantine_;

@@ -47,6 +47,30 @@ int CountOpenFds() {
   return n - 1;  // the DIR's own fd
 }
 
+// A v1 freezer cgroup of the test's own: a process frozen in it is in D state and ignores SIGKILL,
+// as one stuck in the kernel does, until it is thawed. Thawed and removed when it goes.
+class Freezer {
+ public:
+  explicit Freezer(const std::string& name)
+      : dir_("/sys/fs/cgroup/freezer/" + name + "-" + std::to_string(getpid())),
+        made_(mkdir(dir_.c_str(), 0755) == 0) {}
+  ~Freezer() {
+    if (!made_) return;
+    Thaw();
+    for (int i = 0; i < 200 && rmdir(dir_.c_str()) != 0; ++i) usleep(10000);
+  }
+  bool made() const { return made_; }
+  bool Freeze(pid_t pid) {
+    return WriteFileString(dir_ + "/cgroup.procs", std::to_string(pid)).ok() &&
+           WriteFileString(dir_ + "/freezer.state", "FROZEN").ok();
+  }
+  bool Thaw() { return WriteFileString(dir_ + "/freezer.state", "THAWED").ok(); }
+
+ private:
+  std::string dir_;
+  bool made_;
+};
+
 class CellTest : public ::testing::TestWithParam<ContainmentMode> {
  protected:
   void SetUp() override {
@@ -91,7 +115,39 @@ class CellTest : public ::testing::TestWithParam<ContainmentMode> {
     return s;
   }
 
+  // A spec that runs argv instead of the payload.
+  CellSpec Command(std::vector<std::string> argv) {
+    CellSpec s = Spec({});
+    s.argv = std::move(argv);
+    return s;
+  }
+
   CellResult Run(CellSpec s) { return RunCellSync(host_.get(), std::move(s)); }
+
+  // Runs s with its leader frozen right after the spawn: it cannot die until thawed.
+  CellResult RunFrozen(CellSpec s, Freezer* freezer, pid_t* leader) {
+    CellResult result;
+    bool done = false;
+    Cell* cell = host_->Start(std::move(s), [&](const CellResult& r) {
+      result = r;
+      done = true;
+    });
+    *leader = cell->leader_pid();
+    EXPECT_TRUE(freezer->Freeze(*leader));
+    while (!done && loop_->RunOnce().ok()) {
+    }
+    EXPECT_TRUE(done);
+    return result;
+  }
+
+  // The quarantine lets its processes go (within 5 s) once they can die.
+  void ExpectQuarantineEmpties() {
+    int64_t deadline = MonotonicNs() + 5 * kNsPerSec;
+    while (host_->quarantined_processes() != 0 && MonotonicNs() < deadline) {
+      ASSERT_TRUE(loop_->RunOnce(50 * kNsPerMs).ok());
+    }
+    EXPECT_EQ(host_->quarantined_processes(), 0u);
+  }
 
   // Another owner in this process, as the next `corral run` would be: its own loop, host, pool
   // and locks. host is null if it could not be made.
@@ -112,6 +168,13 @@ class CellTest : public ::testing::TestWithParam<ContainmentMode> {
     return o;
   }
   bool IsCgroup() const { return config_.mode != ContainmentMode::kPgroup; }
+  // Cells without limits run in slots of the host's pool of reusable cgroups.
+  bool Pooled() const { return CgroupPool::WhyOff(config_) == nullptr; }
+  // The sweep a new owner in this process does (with a pool of its own); how many it killed.
+  int SweepAsNewOwner() const {
+    std::unique_ptr<CgroupPool> pool = CgroupPool::ForConfig(config_);
+    return SweepOrphanedCells(config_, pool.get());
+  }
   bool HasLimits() const {
     return config_.mode == ContainmentMode::kCgroup1 || !config_.v2_enabled.empty();
   }
@@ -143,8 +206,7 @@ TEST_P(CellTest, DeathBySignalIsKilledWith128PlusN) {
 }
 
 TEST_P(CellTest, MissingBinaryExits127) {
-  CellSpec s = Spec({});
-  s.argv = {"/nonexistent/corral-binary"};
+  CellSpec s = Command({"/nonexistent/corral-binary"});
   CellResult r = Run(s);
   EXPECT_EQ(r.state, CellState::kFailedToStart);
   EXPECT_EQ(r.ShellExitCode(), 127);
@@ -152,8 +214,7 @@ TEST_P(CellTest, MissingBinaryExits127) {
 }
 
 TEST_P(CellTest, NonExecutableExits126) {
-  CellSpec s = Spec({});
-  s.argv = {"/etc/hostname"};
+  CellSpec s = Command({"/etc/hostname"});
   CellResult r = Run(s);
   EXPECT_EQ(r.state, CellState::kFailedToStart);
   EXPECT_EQ(r.ShellExitCode(), 126);
@@ -287,30 +348,16 @@ TEST_P(CellTest, MeasuresCpuAndMemory) {
 // A process frozen by the v1 freezer is in D state and ignores SIGKILL: the call must return
 // within timeout + grace + kill_wait anyway, report it stuck, and reap it once it is thawed.
 TEST_P(CellTest, StuckProcessDoesNotBlockAndIsReapedAfterThaw) {
-  std::string freezer = "/sys/fs/cgroup/freezer/corral-test-" + std::to_string(getpid());
-  if (mkdir(freezer.c_str(), 0755) != 0) GTEST_SKIP() << "no writable v1 freezer";
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      (void)WriteFileString(dir + "/freezer.state", "THAWED");
-      for (int i = 0; i < 200 && rmdir(dir.c_str()) != 0; ++i) usleep(10000);
-    }
-  } cleanup{freezer};
+  Freezer freezer("corral-test");
+  if (!freezer.made()) GTEST_SKIP() << "no writable v1 freezer";
 
   CellSpec s = Spec({"sleep", "60"});
   s.timeout_ns = 300 * kNsPerMs;
   s.grace_ns = 100 * kNsPerMs;
   s.kill_wait_ns = 300 * kNsPerMs;
-  CellResult result;
-  bool done = false;
-  Cell* cell = host_->Start(s, [&](const CellResult& r) {
-    result = r;
-    done = true;
-  });
-  ASSERT_TRUE(WriteFileString(freezer + "/cgroup.procs", std::to_string(cell->leader_pid())).ok());
-  ASSERT_TRUE(WriteFileString(freezer + "/freezer.state", "FROZEN").ok());
   int64_t start = MonotonicNs();
-  while (!done) ASSERT_TRUE(loop_->RunOnce().ok());
+  pid_t leader = -1;
+  CellResult result = RunFrozen(s, &freezer, &leader);
   double took = static_cast<double>(MonotonicNs() - start) / 1e9;
   EXPECT_LT(took, 1.5);
   EXPECT_EQ(result.state, CellState::kTimedOut);
@@ -318,12 +365,8 @@ TEST_P(CellTest, StuckProcessDoesNotBlockAndIsReapedAfterThaw) {
   EXPECT_FALSE(result.stuck[0].wchan.empty());
   EXPECT_EQ(host_->quarantined_processes(), 1u);
 
-  ASSERT_TRUE(WriteFileString(freezer + "/freezer.state", "THAWED").ok());
-  int64_t deadline = MonotonicNs() + 5 * kNsPerSec;
-  while (host_->quarantined_processes() != 0 && MonotonicNs() < deadline) {
-    ASSERT_TRUE(loop_->RunOnce(50 * kNsPerMs).ok());
-  }
-  EXPECT_EQ(host_->quarantined_processes(), 0u);
+  ASSERT_TRUE(freezer.Thaw());
+  ExpectQuarantineEmpties();
 }
 
 TEST_P(CellTest, ThousandsOfSequentialRunsLeakNothing) {
@@ -369,12 +412,11 @@ std::string V2PathOf(pid_t pid) {
 }
 
 TEST_P(CellTest, ReusedSlotReportsThisCellsOwnPeaksAndCpu) {
-  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  if (!Pooled()) GTEST_SKIP() << "no cgroup pool in this backend here";
   // A: a 30-process tree, 64 MiB touched and CPU spent, ended by a timeout (cgroup.kill).
-  CellSpec a = Spec({});
-  a.argv = {"/bin/sh", "-c",
-            std::string("cat /proc/self/cgroup; ") + kPayload + " spin 0.3 + tree 30 5 + memhog " +
-                std::to_string(64 << 20)};
+  CellSpec a = Command({"/bin/sh", "-c",
+                        std::string("cat /proc/self/cgroup; ") + kPayload +
+                            " spin 0.3 + tree 30 5 + memhog " + std::to_string(64 << 20)});
   a.timeout_ns = 2 * kNsPerSec;
   a.grace_ns = 0;
   CellResult ra = Run(a);
@@ -391,8 +433,7 @@ TEST_P(CellTest, ReusedSlotReportsThisCellsOwnPeaksAndCpu) {
 
   // B, in the same slot (a slot cgroup.kill was written to: it must still take children): only
   // its own one process, its own little memory and CPU.
-  CellSpec b = Spec({});
-  b.argv = {"/bin/cat", "/proc/self/cgroup"};
+  CellSpec b = Command({"/bin/cat", "/proc/self/cgroup"});
   CellResult rb = Run(b);
   ASSERT_EQ(rb.state, CellState::kExited) << DumpJson(ResultToJson(rb));
   EXPECT_EQ(V2PathIn(rb.stdout_data), slot);
@@ -407,20 +448,18 @@ TEST_P(CellTest, ReusedSlotReportsThisCellsOwnPeaksAndCpu) {
 }
 
 TEST_P(CellTest, CellsWithLimitsNeverUseThePool) {
-  if (!config_.pool || config_.mode != ContainmentMode::kCgroup1) {
+  if (!Pooled() || config_.mode != ContainmentMode::kCgroup1) {
     GTEST_SKIP() << "needs the pool and v1 limits";
   }
-  CellSpec s = Spec({});
-  s.argv = {"/bin/cat", "/proc/self/cgroup"};
+  CellSpec s = Command({"/bin/cat", "/proc/self/cgroup"});
   s.limits.pids = 50;
   CellResult r = Run(s);
   ASSERT_EQ(r.state, CellState::kExited) << DumpJson(ResultToJson(r));
   EXPECT_NE(V2PathIn(r.stdout_data).find("/" + s.id), std::string::npos) << r.stdout_data;
   // And the next unlimited cell gets a slot whose pids.max is the default.
-  CellSpec t = Spec({});
-  t.argv = {"/bin/sh", "-c",
-            "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids$(grep :pids: "
-            "/proc/self/cgroup | cut -d: -f3)/pids.max"};
+  CellSpec t = Command({"/bin/sh", "-c",
+                        "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids$(grep :pids: "
+                        "/proc/self/cgroup | cut -d: -f3)/pids.max"});
   CellResult rt = Run(t);
   EXPECT_NE(rt.stdout_data.find("/pool/"), std::string::npos) << rt.stdout_data;
   EXPECT_NE(rt.stdout_data.find("\nmax\n"), std::string::npos) << rt.stdout_data;
@@ -429,57 +468,37 @@ TEST_P(CellTest, CellsWithLimitsNeverUseThePool) {
 // A slot whose tree is stuck (v1 freezer: D state) stays with the quarantined cell: the next
 // cells get other slots, and it is handed out again only once it is empty.
 TEST_P(CellTest, SlotWithAStuckProcessIsNotReused) {
-  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
-  std::string freezer = "/sys/fs/cgroup/freezer/corral-test-pool-" + std::to_string(getpid());
-  if (mkdir(freezer.c_str(), 0755) != 0) GTEST_SKIP() << "no writable v1 freezer";
-  struct Cleanup {
-    std::string dir;
-    ~Cleanup() {
-      (void)WriteFileString(dir + "/freezer.state", "THAWED");
-      for (int i = 0; i < 200 && rmdir(dir.c_str()) != 0; ++i) usleep(10000);
-    }
-  } cleanup{freezer};
+  if (!Pooled()) GTEST_SKIP() << "no cgroup pool in this backend here";
+  Freezer freezer("corral-test-pool");
+  if (!freezer.made()) GTEST_SKIP() << "no writable v1 freezer";
 
   CellSpec s = Spec({"sleep", "60"});
   s.timeout_ns = 200 * kNsPerMs;
   s.grace_ns = 0;
   s.kill_wait_ns = 200 * kNsPerMs;
-  CellResult stuck;
-  bool done = false;
-  Cell* cell = host_->Start(s, [&](const CellResult& r) {
-    stuck = r;
-    done = true;
-  });
-  std::string stuck_slot = V2PathOf(cell->leader_pid());
-  ASSERT_NE(stuck_slot.find("/pool/"), std::string::npos) << stuck_slot;
-  ASSERT_TRUE(WriteFileString(freezer + "/cgroup.procs", std::to_string(cell->leader_pid())).ok());
-  ASSERT_TRUE(WriteFileString(freezer + "/freezer.state", "FROZEN").ok());
-  while (!done) ASSERT_TRUE(loop_->RunOnce().ok());
+  pid_t leader = -1;
+  CellResult stuck = RunFrozen(s, &freezer, &leader);
   ASSERT_EQ(stuck.stuck.size(), 1u) << DumpJson(ResultToJson(stuck));
+  std::string stuck_slot = V2PathOf(leader);  // frozen: still there, in its slot
+  ASSERT_NE(stuck_slot.find("/pool/"), std::string::npos) << stuck_slot;
 
   for (int i = 0; i < 3; ++i) {
-    CellSpec b = Spec({});
-    b.argv = {"/bin/cat", "/proc/self/cgroup"};
+    CellSpec b = Command({"/bin/cat", "/proc/self/cgroup"});
     CellResult rb = Run(b);
     ASSERT_EQ(rb.state, CellState::kExited) << DumpJson(ResultToJson(rb));
     EXPECT_NE(V2PathIn(rb.stdout_data), stuck_slot);
   }
 
-  ASSERT_TRUE(WriteFileString(freezer + "/freezer.state", "THAWED").ok());
-  int64_t deadline = MonotonicNs() + 5 * kNsPerSec;
-  while (host_->quarantined_processes() != 0 && MonotonicNs() < deadline) {
-    ASSERT_TRUE(loop_->RunOnce(50 * kNsPerMs).ok());
-  }
-  EXPECT_EQ(host_->quarantined_processes(), 0u);
+  ASSERT_TRUE(freezer.Thaw());
+  ExpectQuarantineEmpties();
 }
 
 // A slot whose owner died (its lock went with it) with processes inside: the next owner's sweep
 // kills them. A slot a live owner holds is never swept.
 TEST_P(CellTest, DeadOwnersSlotIsSweptAndLiveOwnersSlotIsNot) {
-  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
-  auto other = ChooseContainment(GetParam());  // another owner: its own pool, its own locks
-  ASSERT_TRUE(other.ok());
-  std::unique_ptr<PoolSlot> slot = other->pool->Claim();
+  if (!Pooled()) GTEST_SKIP() << "no cgroup pool in this backend here";
+  auto other = CgroupPool::ForConfig(config_);  // another owner: its own pool, its own locks
+  std::unique_ptr<PoolSlot> slot = other->Claim();
   ASSERT_NE(slot, nullptr);
   // A process of that owner's tree, in the slot in every hierarchy, as a cell's would be.
   CellSpec s = Spec({"sleep", "60"});
@@ -494,13 +513,13 @@ TEST_P(CellTest, DeadOwnersSlotIsSweptAndLiveOwnersSlotIsNot) {
             true);
 
   // Its owner is alive (holds the lock): a sweep leaves the process alone.
-  EXPECT_EQ(SweepOrphanedCells(config_), 0);
+  EXPECT_EQ(SweepAsNewOwner(), 0);
   EXPECT_EQ(kill(child->pid, 0), 0);
 
   // The owner dies: its lock goes with its fds. The next sweep kills the tree.
-  other->pool->Drop(std::move(slot), /*remove=*/false);
-  other = Error::Msg("gone");
-  EXPECT_GE(SweepOrphanedCells(config_), 1);
+  other->Drop(std::move(slot), /*remove=*/false);
+  other.reset();
+  EXPECT_GE(SweepAsNewOwner(), 1);
   auto st = WaitPidfd(child->pidfd.get(), 0);
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->status.signal(), SIGKILL);
@@ -510,23 +529,21 @@ TEST_P(CellTest, DeadOwnersSlotIsSweptAndLiveOwnersSlotIsNot) {
 // kills a child cloned into such a cgroup at birth. The spawn must notice, clone again joining
 // through cgroup.procs, and the cell run as if nothing happened, in a pool slot.
 TEST_P(CellTest, SlotsKilledByACrashedOwnerStillTakeCells) {
-  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
-  auto other = ChooseContainment(GetParam());
-  ASSERT_TRUE(other.ok());
+  if (!Pooled()) GTEST_SKIP() << "no cgroup pool in this backend here";
+  auto other = CgroupPool::ForConfig(config_);
   std::vector<std::unique_ptr<PoolSlot>> slots;
-  while (auto slot = other->pool->Claim()) slots.push_back(std::move(slot));
+  while (auto slot = other->Claim()) slots.push_back(std::move(slot));
   ASSERT_FALSE(slots.empty());
   for (auto& slot : slots) {
     EXPECT_TRUE(slot->dirs.Kill());  // an empty cgroup: only its kill sequence changes
-    other->pool->Drop(std::move(slot), /*remove=*/false);
+    other->Drop(std::move(slot), /*remove=*/false);
   }
-  other = Error::Msg("gone");
+  other.reset();
   // A new owner (as the next `corral run` would be) takes them.
   Owner mine = NewOwner();
   ASSERT_NE(mine.host, nullptr);
   for (int i = 0; i < 3; ++i) {
-    CellSpec s = Spec({});
-    s.argv = {"/bin/cat", "/proc/self/cgroup"};
+    CellSpec s = Command({"/bin/cat", "/proc/self/cgroup"});
     CellResult r = RunCellSync(mine.host.get(), s);
     ASSERT_EQ(r.state, CellState::kExited) << DumpJson(ResultToJson(r));
     EXPECT_EQ(r.exit_code, 0);
@@ -539,11 +556,11 @@ TEST_P(CellTest, SlotsKilledByACrashedOwnerStillTakeCells) {
 // the next process gets a directory made afresh (a new kernfs inode), not one whose every clone
 // dies at birth (regression: each later `corral run` paid a refused clone and a cgroup.procs join).
 TEST_P(CellTest, ASlotKilledByItsOwnCellIsMadeAfreshWhenItsOwnerEnds) {
-  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  if (!Pooled()) GTEST_SKIP() << "no cgroup pool in this backend here";
   Owner owner = NewOwner();
   ASSERT_NE(owner.host, nullptr);
-  CellSpec s = Spec({});
-  s.argv = {"/bin/sh", "-c", std::string("cat /proc/self/cgroup; exec ") + kPayload + " sleep 30"};
+  CellSpec s = Command(
+      {"/bin/sh", "-c", std::string("cat /proc/self/cgroup; exec ") + kPayload + " sleep 30"});
   s.timeout_ns = 300 * kNsPerMs;
   s.grace_ns = 0;
   CellResult r = RunCellSync(owner.host.get(), s);
@@ -566,17 +583,16 @@ TEST_P(CellTest, ASlotKilledByItsOwnCellIsMadeAfreshWhenItsOwnerEnds) {
 // their own), which their owner keeps while it lives and removes when it ends; a crashed owner's
 // are removed by the next sweep. At rest only the kept slots remain.
 TEST_P(CellTest, OverflowSlotsServeABusyOwnerAndGoWithIt) {
-  if (!config_.pool) GTEST_SKIP() << "no cgroup pool in this backend here";
+  if (!Pooled()) GTEST_SKIP() << "no cgroup pool in this backend here";
   // Overflow slots of an owner that ends (Return, then its pool goes) and of one that "crashes"
   // (Drop without removing: only its locks go). Other corral processes on the host may hold
   // kept slots, so each owner claims two more than there are.
   for (bool crash : {false, true}) {
-    auto other = ChooseContainment(GetParam());
-    ASSERT_TRUE(other.ok());
+    auto other = CgroupPool::ForConfig(config_);
     std::vector<std::unique_ptr<PoolSlot>> slots;
     std::vector<std::pair<std::string, ino_t>> overflow;
     for (int i = 0; i < kKeptSlots + 2; ++i) {
-      std::unique_ptr<PoolSlot> slot = other->pool->Claim();
+      std::unique_ptr<PoolSlot> slot = other->Claim();
       ASSERT_NE(slot, nullptr) << "claim " << i;
       if (slot->index >= kKeptSlots) {
         struct stat st {};
@@ -588,12 +604,12 @@ TEST_P(CellTest, OverflowSlotsServeABusyOwnerAndGoWithIt) {
     EXPECT_GE(overflow.size(), 2u);
     for (auto& slot : slots) {
       if (crash)
-        other->pool->Drop(std::move(slot), /*remove=*/false);
+        other->Drop(std::move(slot), /*remove=*/false);
       else
-        other->pool->Return(std::move(slot));
+        other->Return(std::move(slot));
     }
-    other = Error::Msg("gone");
-    if (crash) SweepOrphanedCells(config_);
+    other.reset();
+    if (crash) SweepAsNewOwner();
     for (const auto& [dir, ino] : overflow) {
       struct stat st {};
       bool same = stat(dir.c_str(), &st) == 0 && st.st_ino == ino;
@@ -608,9 +624,8 @@ TEST_P(CellTest, OverflowSlotsServeABusyOwnerAndGoWithIt) {
   std::vector<CellResult> results(kCells);
   int done = 0;
   for (int i = 0; i < kCells; ++i) {
-    CellSpec s = Spec({});
-    s.argv = {"/bin/sh", "-c",
-              std::string("cat /proc/self/cgroup; exec ") + kPayload + " sleep 0.3"};
+    CellSpec s = Command(
+        {"/bin/sh", "-c", std::string("cat /proc/self/cgroup; exec ") + kPayload + " sleep 0.3"});
     host_->Start(s, [&results, &done, i](const CellResult& r) {
       results[i] = r;
       ++done;

@@ -28,18 +28,18 @@ uint64_t Delta(std::optional<uint64_t> now, std::optional<uint64_t> base) {
 
 class CgroupCell : public Containment {
  public:
-  CgroupCell(const ContainmentConfig& config, const std::string& id)
-      : mode_(config.mode), config_(config), id_(id) {}
+  CgroupCell(const ContainmentConfig& config, CgroupPool* pool, const std::string& id)
+      : mode_(config.mode), config_(config), pool_(pool), id_(id) {}
   ~CgroupCell() override {
     if (!released_) Release();
     // Still populated (stuck, and the owner is going away): the slot is let go with its
     // processes in it; the next claimer or sweeper kills them and skips it until it is empty.
-    if (slot_) config_.pool->Drop(std::move(slot_), /*remove=*/false);
+    if (slot_) pool_->Drop(std::move(slot_), /*remove=*/false);
   }
 
   Status Prepare(const Limits& limits) {
     bool limited = limits.pids != 0 || limits.memory_bytes != 0;
-    if (!limited && config_.pool) slot_ = config_.pool->Claim();
+    if (!limited && pool_ != nullptr) slot_ = pool_->Claim();
     if (slot_) return Ok();
     // The directory name carries our PID namespace: two daemons that are both PID 1 of their
     // containers never share a cell's cgroup, and the sweeper judges only owners it can see.
@@ -110,7 +110,7 @@ class CgroupCell : public Containment {
     if (slot_->dirs.Populated()) return false;  // stuck: the quarantine retries
     slot_->counters_known = final_.has_value();
     if (final_) slot_->base = *final_;
-    config_.pool->Return(std::move(slot_));
+    pool_->Return(std::move(slot_));
     return true;
   }
 
@@ -172,6 +172,7 @@ class CgroupCell : public Containment {
 
   ContainmentMode mode_;
   ContainmentConfig config_;
+  CgroupPool* pool_;  // slots come from (and go back to) it; nullptr: no pool
   std::string id_;
   std::unique_ptr<PoolSlot> slot_;       // a pooled cell: the claimed slot (until given back)
   std::unique_ptr<CgroupDirs> own_;      // otherwise: this cell's own directories
@@ -182,8 +183,8 @@ class CgroupCell : public Containment {
 }  // namespace
 
 std::unique_ptr<Containment> MakeCgroupContainment(const ContainmentConfig& config,
-                                                   const std::string& cell_id) {
-  return std::make_unique<CgroupCell>(config, cell_id);
+                                                   CgroupPool* pool, const std::string& cell_id) {
+  return std::make_unique<CgroupCell>(config, pool, cell_id);
 }
 
 Status PrepareCgroupCell(Containment* c, const Limits& limits) {

@@ -62,6 +62,25 @@ UniqueFd OpenOptionalAt(int dirfd, const char* name, int flags) {
   return UniqueFd(openat(dirfd, name, flags | O_CLOEXEC));
 }
 
+// A counter file of a v1 directory: where its fd goes (nullptr: not wanted), its name, its mode.
+struct V1File {
+  UniqueFd* fd;
+  const char* name;
+  int flags;
+};
+
+// Opens the `tasks` file of v1 directory `dir` ("": hierarchy not used) into *tasks, the child's
+// way in (join_fds), and `files`, those missing on this kernel as invalid fds.
+Status OpenV1(const std::string& dir, UniqueFd* tasks, std::initializer_list<V1File> files) {
+  if (dir.empty()) return Ok();
+  ASSIGN_OR_RETURN(UniqueFd d, OpenFile(dir, O_PATH | O_DIRECTORY));
+  ASSIGN_OR_RETURN(*tasks, OpenAt(d.get(), "tasks", O_WRONLY));
+  for (const V1File& f : files) {
+    if (f.fd != nullptr) *f.fd = OpenOptionalAt(d.get(), f.name, f.flags);
+  }
+  return Ok();
+}
+
 Status MakeDirOrParent(const std::string& dir) {
   if (mkdir(dir.c_str(), 0755) == 0 || errno == EEXIST) return Ok();
   if (errno == ENOENT) {  // "pool/3" before "pool" exists
@@ -146,13 +165,7 @@ Status CgroupDirs::Open(bool join_v2) {
   }
   TRY(OpenPids());
   TRY(OpenMemory());
-  if (!cpuacct_.empty()) {
-    ASSIGN_OR_RETURN(UniqueFd d, OpenFile(cpuacct_, O_PATH | O_DIRECTORY));
-    ASSIGN_OR_RETURN(cpuacct_procs_, OpenAt(d.get(), "tasks", O_WRONLY));
-    cpuacct_stat_ = OpenOptionalAt(d.get(), "cpuacct.stat", O_RDONLY);
-    cpuacct_usage_ = OpenOptionalAt(d.get(), "cpuacct.usage", O_RDONLY);
-  }
-  return Ok();
+  return OpenCpuacct();
 }
 
 Status CgroupDirs::OpenV2Stats() {
@@ -184,33 +197,28 @@ void CgroupDirs::EnsureStats() {
   (void)OpenV2Stats();
   (void)OpenPids();
   (void)OpenMemory();
-  if (!cpuacct_.empty()) {
-    if (auto d = OpenFile(cpuacct_, O_PATH | O_DIRECTORY); d.ok()) {
-      cpuacct_stat_ = OpenOptionalAt(d->get(), "cpuacct.stat", O_RDONLY);
-      cpuacct_usage_ = OpenOptionalAt(d->get(), "cpuacct.usage", O_RDONLY);
-    }
-  }
+  (void)OpenCpuacct();
 }
 
 Status CgroupDirs::OpenPids() {
-  if (pids_.empty()) return Ok();
-  ASSIGN_OR_RETURN(UniqueFd d, OpenFile(pids_, O_PATH | O_DIRECTORY));
-  ASSIGN_OR_RETURN(pids_procs_, OpenAt(d.get(), "tasks", O_WRONLY));
-  pids_peak_ = OpenOptionalAt(d.get(), "pids.peak", O_RDONLY);
-  pids_events_ = OpenOptionalAt(d.get(), "pids.events", O_RDONLY);
-  // Only where no cgroup.events can say "populated".
-  if (!events_) pids_current_ = OpenOptionalAt(d.get(), "pids.current", O_RDONLY);
-  return Ok();
+  return OpenV1(pids_, &pids_procs_,
+                {{&pids_peak_, "pids.peak", O_RDONLY},
+                 {&pids_events_, "pids.events", O_RDONLY},
+                 // Only where no cgroup.events can say "populated".
+                 {events_ ? nullptr : &pids_current_, "pids.current", O_RDONLY}});
 }
 
 Status CgroupDirs::OpenMemory() {
-  if (memory_.empty()) return Ok();
-  ASSIGN_OR_RETURN(UniqueFd d, OpenFile(memory_, O_PATH | O_DIRECTORY));
-  ASSIGN_OR_RETURN(memory_procs_, OpenAt(d.get(), "tasks", O_WRONLY));
-  memory_peak_ = OpenOptionalAt(d.get(), "memory.max_usage_in_bytes", O_RDWR);
-  memory_usage_ = OpenOptionalAt(d.get(), "memory.usage_in_bytes", O_RDONLY);
-  memory_events_ = OpenOptionalAt(d.get(), "memory.oom_control", O_RDONLY);
-  return Ok();
+  return OpenV1(memory_, &memory_procs_,
+                {{&memory_peak_, "memory.max_usage_in_bytes", O_RDWR},
+                 {&memory_usage_, "memory.usage_in_bytes", O_RDONLY},
+                 {&memory_events_, "memory.oom_control", O_RDONLY}});
+}
+
+Status CgroupDirs::OpenCpuacct() {
+  return OpenV1(
+      cpuacct_, &cpuacct_procs_,
+      {{&cpuacct_stat_, "cpuacct.stat", O_RDONLY}, {&cpuacct_usage_, "cpuacct.usage", O_RDONLY}});
 }
 
 bool CgroupDirs::Remove() {
@@ -338,15 +346,21 @@ Status CgroupDirs::ResetMemoryPeak() {
 PoolSlot::PoolSlot(const ContainmentConfig& config, int i)
     : index(i), dirs(config, "pool/" + std::to_string(i)) {}
 
-std::shared_ptr<CgroupPool> CgroupPool::ForConfig(const ContainmentConfig& config) {
-  if (config.mode == ContainmentMode::kPgroup || config.v2_root.empty()) return nullptr;
-  if (config.mode == ContainmentMode::kCgroup2 && !config.v2_enabled.empty()) return nullptr;
-  return std::make_shared<CgroupPool>(config);
+const char* CgroupPool::WhyOff(const ContainmentConfig& config) {
+  if (config.mode == ContainmentMode::kPgroup) return "no cgroups";
+  if (config.v2_root.empty()) return "no cgroup2 directory to lock slots on";
+  if (config.mode == ContainmentMode::kCgroup2 && !config.v2_enabled.empty()) {
+    return "cgroup2 controllers: peaks cannot be reset exactly";
+  }
+  return nullptr;
 }
 
-CgroupPool::CgroupPool(const ContainmentConfig& config) : config_(config) {
-  config_.pool.reset();  // no cycle: slots are built from the roots only
+std::unique_ptr<CgroupPool> CgroupPool::ForConfig(const ContainmentConfig& config) {
+  if (WhyOff(config) != nullptr) return nullptr;
+  return std::make_unique<CgroupPool>(config);
 }
+
+CgroupPool::CgroupPool(const ContainmentConfig& config) : config_(config) {}
 
 CgroupPool::~CgroupPool() {
   for (std::unique_ptr<PoolSlot>& slot : free_) {
@@ -464,9 +478,10 @@ void CgroupPool::Drop(std::unique_ptr<PoolSlot> slot, bool remove) {
   slot.reset();  // closes the anchor: unlocks
 }
 
-int CgroupPool::HeldSlots() {
+size_t CgroupPool::ExtraFds() {
   std::lock_guard<std::mutex> lock(mu_);
-  return static_cast<int>(std::count(std::begin(held_), std::end(held_), true));
+  return static_cast<size_t>(std::count(std::begin(held_), std::end(held_), true)) *
+         kExtraFdsPerSlot;
 }
 
 int CgroupPool::Sweep() {

@@ -50,9 +50,14 @@
 // instruction, the spawn reaps it and clones again with the child joining through cgroup.procs
 // (spawn.h, cgroup_procs_fallback_fd), and the slot is marked `killed` from then on.
 //
-// Where this cannot be done exactly the pool is off (nullptr) and every cell gets its own
-// directories: cgroup1 without a cgroup2 mount (no anchor, cpuacct cannot be baselined cheaply)
-// and cgroup2 with controllers enabled (memory.peak / pids.peak reset semantics vary by kernel).
+// Where this cannot be done exactly the pool is off (WhyOff says why, ForConfig gives nullptr) and
+// every cell gets its own directories: cgroup1 without a cgroup2 mount (no anchor, cpuacct cannot
+// be baselined cheaply) and cgroup2 with controllers enabled (memory.peak / pids.peak reset
+// semantics vary by kernel).
+//
+// Ownership. A pool is a live object (locks, open files) built on a ContainmentConfig, which stays
+// a plain value; whoever runs cells owns one (CellHost) and hands it to MakeContainment and
+// SweepOrphanedCells. One pool per owner: two in one process are two owners, each with its locks.
 //
 // The sweeper (Sweep) kills the processes of every slot it can lock that is not empty: the trees
 // of crashed owners. A slot held by a live owner cannot be locked and is never touched.
@@ -76,6 +81,9 @@ namespace corral {
 // host); up to 16 slots while owners that need them live.
 inline constexpr int kKeptSlots = 4;
 inline constexpr int kPoolSlots = 16;
+// A held slot keeps its counter files open: about this many fds more than the 2 (directory,
+// cgroup.events) that a cell of its own directories keeps while it runs.
+inline constexpr size_t kExtraFdsPerSlot = 8;
 
 // Raw values of a cell's counters; a pooled cell subtracts the ones read at claim.
 struct CgroupCounters {
@@ -132,6 +140,7 @@ class CgroupDirs {
  private:
   Status OpenPids();
   Status OpenMemory();
+  Status OpenCpuacct();
   Status OpenV2Stats();
   void EnsureStats();  // reopens after CloseUntilNeeded()
 
@@ -160,9 +169,13 @@ struct PoolSlot {
 
 class CgroupPool {
  public:
-  // nullptr where pooling cannot measure exactly (see the file comment).
-  static std::shared_ptr<CgroupPool> ForConfig(const ContainmentConfig& config);
+  // Why pooling cannot measure exactly with this config (see the file comment); nullptr: it can.
+  static const char* WhyOff(const ContainmentConfig& config);
+  // A pool for config; nullptr where WhyOff says it is off.
+  static std::unique_ptr<CgroupPool> ForConfig(const ContainmentConfig& config);
   explicit CgroupPool(const ContainmentConfig& config);
+  CgroupPool(const CgroupPool&) = delete;
+  CgroupPool& operator=(const CgroupPool&) = delete;
   // Removes the free slots that are overflow (above kKeptSlots) or marked `killed`: a lock and a
   // flag die with this process, but a slot's refusal of CLONE_INTO_CGROUP does not, and the next
   // process to claim it would pay a refused clone and a cgroup.procs join (1-19 ms here) on every
@@ -176,9 +189,9 @@ class CgroupPool {
   // Lets a slot go (unlocks it); with `remove`, removes its directories first (anchor last), for
   // a slot that must not be reused (it had limits, or a stuck tree was finally released).
   void Drop(std::unique_ptr<PoolSlot> slot, bool remove);
-  // Slots this process holds (free or in use): each keeps its counter files open, about 8 more
-  // fds than a cell's own directories keep, which fd admission counts.
-  int HeldSlots();
+  // Fds the slots this pool holds (free or in use) keep open beyond what as many cells of their
+  // own directories would (kExtraFdsPerSlot each), for fd admission.
+  size_t ExtraFds();
   // Kills the processes in every slot no live owner holds; returns how many it signalled (a
   // cgroup.kill counts each process it found). Removes the empty overflow slots of owners that
   // died. Keeps one clean slot for the next Claim.
@@ -192,7 +205,7 @@ class CgroupPool {
   // Makes a locked slot clean for the next cell; false if it must not be used.
   bool Refresh(PoolSlot* slot);
 
-  ContainmentConfig config_;  // without the pool pointer itself
+  const ContainmentConfig config_;
   std::mutex mu_;
   bool held_[kPoolSlots] = {};  // locked by this process (free list or in use)
   // Found held by another live owner (or not empty) by the last Sweep: the next Claim does not

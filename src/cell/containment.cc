@@ -16,7 +16,7 @@
 namespace corral {
 
 std::unique_ptr<Containment> MakeCgroupContainment(const ContainmentConfig& config,
-                                                   const std::string& cell_id);
+                                                   CgroupPool* pool, const std::string& cell_id);
 Status PrepareCgroupCell(Containment* c, const Limits& limits);
 std::unique_ptr<Containment> MakePgroupContainment(const std::string& cell_id, bool single_cell);
 
@@ -84,6 +84,20 @@ Status MakeDir(const std::string& path) {
   return Ok();
 }
 
+// corral's directory `name` in the hierarchy mounted at `mount`, made ready (MakeDir).
+Result<std::string> MakeRoot(const std::string& mount, const std::string& name) {
+  std::string root = mount + "/" + name;
+  TRY(MakeDir(root));
+  return root;
+}
+
+// The same for a part a mode can do without: "" where that hierarchy is absent or not ours.
+std::string OptionalRoot(const std::string& mount, const std::string& name) {
+  if (mount.empty()) return "";
+  auto root = MakeRoot(mount, name);
+  return root.ok() ? std::move(root).value() : "";
+}
+
 // Enables each controller in `want` for the children of `dir`; returns those now enabled.
 std::vector<std::string> EnableControllers(const std::string& dir,
                                            const std::vector<std::string>& want) {
@@ -97,14 +111,14 @@ std::vector<std::string> EnableControllers(const std::string& dir,
 
 Result<ContainmentConfig> SetUpCgroup2(const HostCgroups& h, const std::string& name) {
   if (h.v2_mount.empty()) return Error::Msg("no cgroup2 hierarchy is mounted", ENOENT);
+  auto root = MakeRoot(h.v2_mount, name);
+  if (!root.ok()) {
+    return root.error().Wrap("cgroup2 at " + h.v2_mount +
+                             " is not writable (run as root, or give corral a delegated subtree)");
+  }
   ContainmentConfig c;
   c.mode = ContainmentMode::kCgroup2;
-  c.v2_root = h.v2_mount + "/" + name;
-  if (auto st = MakeDir(c.v2_root); !st.ok()) {
-    return st.error().Wrap("cgroup2 at " + h.v2_mount +
-                           " is not writable (run as root, or "
-                           "give corral a delegated subtree)");
-  }
+  c.v2_root = std::move(root).value();
   std::vector<std::string> want;
   for (const char* ctl : {"pids", "memory", "cpu"}) {
     if (Has(h.v2_controllers, ctl)) want.emplace_back(ctl);
@@ -122,24 +136,15 @@ Result<ContainmentConfig> SetUpCgroup2(const HostCgroups& h, const std::string& 
 
 Result<ContainmentConfig> SetUpCgroup1(const HostCgroups& h, const std::string& name) {
   if (h.v1_pids.empty()) return Error::Msg("no cgroup v1 pids hierarchy is mounted", ENOENT);
+  auto root = MakeRoot(h.v1_pids, name);
+  if (!root.ok()) return root.error().Wrap("cgroup v1 pids hierarchy is not writable");
   ContainmentConfig c;
   c.mode = ContainmentMode::kCgroup1;
-  c.v1_pids_root = h.v1_pids + "/" + name;
-  if (auto st = MakeDir(c.v1_pids_root); !st.ok()) {
-    return st.error().Wrap("cgroup v1 pids hierarchy is not writable");
-  }
-  if (!h.v1_memory.empty()) {
-    c.v1_memory_root = h.v1_memory + "/" + name;
-    if (!MakeDir(c.v1_memory_root).ok()) c.v1_memory_root.clear();
-  }
-  if (!h.v2_mount.empty()) {
-    c.v2_root = h.v2_mount + "/" + name;
-    if (!MakeDir(c.v2_root).ok()) c.v2_root.clear();
-  }
-  if (c.v2_root.empty() && !h.v1_cpuacct.empty()) {
-    c.v1_cpuacct_root = h.v1_cpuacct + "/" + name;
-    if (!MakeDir(c.v1_cpuacct_root).ok()) c.v1_cpuacct_root.clear();
-  }
+  c.v1_pids_root = std::move(root).value();
+  c.v1_memory_root = OptionalRoot(h.v1_memory, name);
+  c.v2_root = OptionalRoot(h.v2_mount, name);
+  // cpuacct only where no cgroup2 directory gives cpu.stat.
+  if (c.v2_root.empty()) c.v1_cpuacct_root = OptionalRoot(h.v1_cpuacct, name);
   c.why = "cgroup v1 pids" + std::string(c.v1_memory_root.empty() ? "" : " + memory") +
           (c.v2_root.empty() ? std::string(" (kill by signal loop)")
                              : " with cgroup2 at " + h.v2_mount + " for cgroup.kill/events");
@@ -179,8 +184,10 @@ std::optional<ContainmentConfig> HybridFastPath(const std::string& name) {
   return c;
 }
 
-Result<ContainmentConfig> ChooseMode(std::optional<ContainmentMode> forced,
-                                     const std::string& cgroup_root) {
+}  // namespace
+
+Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> forced,
+                                            const std::string& cgroup_root) {
   if (!forced || *forced == ContainmentMode::kCgroup1) {
     if (auto c = HybridFastPath(cgroup_root)) return *c;
   }
@@ -215,15 +222,6 @@ Result<ContainmentConfig> ChooseMode(std::optional<ContainmentMode> forced,
   }
   if (why.empty()) why = "no cgroup hierarchy is mounted; ";
   return SetUpPgroup(why + "falling back to process groups + subreaper");
-}
-
-}  // namespace
-
-Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> forced,
-                                            const std::string& cgroup_root) {
-  ASSIGN_OR_RETURN(ContainmentConfig c, ChooseMode(forced, cgroup_root));
-  c.pool = CgroupPool::ForConfig(c);
-  return c;
 }
 
 namespace {
@@ -274,8 +272,8 @@ int KillProcsIn(const std::string& dir) {
 
 }  // namespace
 
-int SweepOrphanedCells(const ContainmentConfig& config) {
-  int killed = config.pool ? config.pool->Sweep() : 0;
+int SweepOrphanedCells(const ContainmentConfig& config, CgroupPool* pool) {
+  int killed = pool != nullptr ? pool->Sweep() : 0;
   for (const std::string* root :
        {&config.v2_root, &config.v1_pids_root, &config.v1_memory_root, &config.v1_cpuacct_root}) {
     for (const std::string& name : DeadOwnersCells(*root)) {
@@ -289,7 +287,7 @@ int SweepOrphanedCells(const ContainmentConfig& config) {
 }
 
 Result<std::unique_ptr<Containment>> MakeContainment(const ContainmentConfig& config,
-                                                     const std::string& cell_id,
+                                                     CgroupPool* pool, const std::string& cell_id,
                                                      const Limits& limits, bool single_cell) {
   if (config.mode == ContainmentMode::kPgroup) {
     if (limits.memory_bytes != 0 || limits.pids != 0) {
@@ -300,7 +298,7 @@ Result<std::unique_ptr<Containment>> MakeContainment(const ContainmentConfig& co
     }
     return MakePgroupContainment(cell_id, single_cell);
   }
-  std::unique_ptr<Containment> c = MakeCgroupContainment(config, cell_id);
+  std::unique_ptr<Containment> c = MakeCgroupContainment(config, pool, cell_id);
   TRY(PrepareCgroupCell(c.get(), limits));
   return c;
 }

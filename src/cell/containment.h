@@ -45,18 +45,16 @@ struct HostCgroups {
 };
 HostCgroups DetectHostCgroups();
 
-class CgroupPool;
+class CgroupPool;  // cgroup_pool.h: built on a config, owned by whoever runs the cells
 
-// The chosen backend and where its cells live.
+// The chosen backend and where its cells live: a plain value, copied into each cell and printed by
+// `corral doctor`. Nothing live (no fd, no lock) belongs to it.
 struct ContainmentConfig {
   ContainmentMode mode = ContainmentMode::kPgroup;
   std::string v2_root;  // cgroup2 directory holding the cells ("" in pgroup, or v1 w/o v2)
   std::vector<std::string> v2_enabled;  // controllers enabled for cells under v2_root
   std::string v1_pids_root, v1_memory_root, v1_cpuacct_root;  // cgroup1 mode
   std::string why;  // one sentence: why this mode was chosen
-  // Reusable cell cgroups (cgroup_pool.h), shared by the copies of this config; nullptr: every
-  // cell creates and removes its own directories.
-  std::shared_ptr<CgroupPool> pool;
 };
 
 // Picks the best mode (or checks the forced one) and prepares the root directories.
@@ -64,9 +62,10 @@ struct ContainmentConfig {
 Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> forced,
                                             const std::string& cgroup_root = "corral");
 
-// Kills and removes cell directories whose owner process is gone. Returns how many processes
+// Kills and removes cell directories whose owner process is gone, and with `pool` (the caller's,
+// or nullptr) the pool slots no live owner holds (CgroupPool::Sweep). Returns how many processes
 // it killed. Cheap when there is nothing to do (one readdir per root).
-int SweepOrphanedCells(const ContainmentConfig& config);
+int SweepOrphanedCells(const ContainmentConfig& config, CgroupPool* pool);
 
 // Tree-wide accounting read when a cell closes.
 struct CellStats {
@@ -115,10 +114,12 @@ class Containment {
   pid_t leader_ = -1;
 };
 
-// Creates the containment for one cell. `single_cell` tells the pgroup backend that every
-// orphan corral adopts belongs to this cell (`corral run`).
+// Creates the containment for one cell. A cell without limits takes a slot of `pool` where it is
+// given one (nullptr: the cell creates and removes directories of its own); the pool must outlive
+// the containment. `single_cell` tells the pgroup backend that every orphan corral adopts belongs
+// to this cell (`corral run`).
 Result<std::unique_ptr<Containment>> MakeContainment(const ContainmentConfig& config,
-                                                     const std::string& cell_id,
+                                                     CgroupPool* pool, const std::string& cell_id,
                                                      const Limits& limits, bool single_cell);
 
 }  // namespace corral

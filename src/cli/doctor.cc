@@ -111,7 +111,8 @@ int Doctor(int argc, char** argv) {
           "attributed when several cells run\n");
       break;
   }
-  if (c.pool) {
+  const char* pool_off = CgroupPool::WhyOff(c);
+  if (pool_off == nullptr) {
     std::printf(
         "  cell pool       %s/pool/0..%d: reusable empty cgroups for cells without "
         "--memory/--pids\n                  (%d kept at rest, the rest while their owner "
@@ -119,8 +120,7 @@ int Doctor(int argc, char** argv) {
         c.v2_root.c_str(), kPoolSlots - 1, kKeptSlots);
   } else if (c.mode != ContainmentMode::kPgroup) {
     std::printf("  cell pool       off (%s): every cell creates and removes its directories\n",
-                c.v2_root.empty() ? "no cgroup2 directory to lock slots on"
-                                  : "cgroup2 controllers: peaks cannot be reset exactly");
+                pool_off);
   }
   std::printf("spawn             %s\n", SpawnMechanism());
   PrintIsolationSupport();

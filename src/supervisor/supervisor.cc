@@ -11,7 +11,6 @@
 #include <charconv>
 #include <cstring>
 
-#include "cell/cgroup_pool.h"
 #include "sys/clock.h"
 #include "sys/proc.h"
 
@@ -21,7 +20,6 @@ namespace {
 constexpr double kPidHeadroom = 0.9;  // refuse new cells past 90 % of a pid limit
 constexpr double kFdHeadroom = 0.9;
 constexpr size_t kFdsPerCell = 6;  // pidfd, 2 pipes, cgroup dir + cgroup.events, client socket
-constexpr size_t kExtraFdsPerPoolSlot = 8;  // a held pool slot keeps its counter files open
 
 std::optional<uint64_t> ParseU64Prefix(const std::string& text) {
   uint64_t v = 0;
@@ -151,9 +149,7 @@ std::optional<Refusal> Supervisor::Admit() const {
   }
   struct rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-    size_t slots =
-        options_.containment.pool ? static_cast<size_t>(options_.containment.pool->HeldSlots()) : 0;
-    size_t need = 64 + (running() + 1) * kFdsPerCell + slots * kExtraFdsPerPoolSlot;
+    size_t need = 64 + (running() + 1) * kFdsPerCell + host_->fds_held_by_pool();
     if (need > rl.rlim_cur * kFdHeadroom) {
       return Refusal{Refusal::kOverloaded, "the daemon is near its fd limit (RLIMIT_NOFILE " +
                                                std::to_string(rl.rlim_cur) +
