@@ -242,6 +242,21 @@ std::string Trimmed(std::string e) {
   return e;
 }
 
+// The statement that marks the running attempts matching `where` crashed with `reason`, and
+// re-queues their tasks while attempts remain (cancelled if a cancel was asked for); it returns
+// (task, n, leader pid, leader starttime) per task it moved.
+std::string CrashSql(const char* reason, const std::string& where) {
+  return std::string("WITH d AS (UPDATE attempts SET state = 'crashed', reason = '") + reason +
+         "', ended_ms = " NOW_MS " WHERE state = 'running' AND " + where +
+         " RETURNING task_id, n, coalesce(leader_pid, 0) AS pid,"
+         " coalesce(leader_starttime, 0) AS st)"
+         " UPDATE tasks t SET state = CASE WHEN t.cancel_requested THEN 'cancelled'"
+         " WHEN t.attempts < t.max_attempts THEN 'queued' ELSE 'crashed' END,"
+         " not_before_ms = " NOW_MS ", updated_ms = " NOW_MS
+         " FROM d WHERE t.id = d.task_id AND t.attempts = d.n AND t.state = 'running'"
+         " RETURNING t.id, d.n, d.pid, d.st";
+}
+
 Error DbError(const std::string& what, const PgRes& r) {
   return Error::Msg(what + Trimmed(r.error()));
 }
@@ -264,16 +279,8 @@ Result<std::unique_ptr<PgTaskStore>> PgTaskStore::Open(const std::string& connin
 Result<std::vector<StaleAttempt>> PgTaskStore::RecoverDeadDaemon() {
   // Our previous incarnation (same host and state dir: we hold its flock) is dead, and
   // Supervisor::Create has torn down its cells: its attempts are crashed now, not at lease expiry.
-  PgRes mine = db_->Exec(
-      "WITH d AS (UPDATE attempts SET state = 'crashed', reason = 'daemon_died', ended_ms = " NOW_MS
-      " WHERE state = 'running' AND left(daemon_id, length($1)) = $1"
-      " RETURNING task_id, n, coalesce(leader_pid, 0) AS pid, coalesce(leader_starttime, 0) AS st)"
-      " UPDATE tasks t SET state = CASE WHEN t.cancel_requested THEN 'cancelled'"
-      " WHEN t.attempts < t.max_attempts THEN 'queued' ELSE 'crashed' END,"
-      " not_before_ms = " NOW_MS ", updated_ms = " NOW_MS
-      " FROM d WHERE t.id = d.task_id AND t.attempts = d.n AND t.state = 'running'"
-      " RETURNING t.id, d.n, d.pid, d.st",
-      {P(daemon_prefix_)});
+  static const std::string sql = CrashSql("daemon_died", "left(daemon_id, length($1)) = $1");
+  PgRes mine = db_->Exec(sql.c_str(), {P(daemon_prefix_)});
   if (!mine.ok()) return DbError("--queue: recovery failed: ", mine);
   std::vector<StaleAttempt> out;
   for (int i = 0; i < mine.rows(); ++i) {
@@ -420,13 +427,8 @@ Result<std::map<int64_t, SharedTaskStore::Lease>> PgTaskStore::RenewLeases() {
 }
 
 void PgTaskStore::ReclaimExpired() {
-  PgRes r = db_->Exec(
-      "WITH d AS (UPDATE attempts SET state = 'crashed', reason = 'lease_expired',"
-      " ended_ms = " NOW_MS " WHERE state = 'running' AND lease_until_ms < " NOW_MS
-      " RETURNING task_id, n) UPDATE tasks t SET state = CASE WHEN t.cancel_requested THEN"
-      " 'cancelled' WHEN t.attempts < t.max_attempts THEN 'queued' ELSE 'crashed' END,"
-      " not_before_ms = " NOW_MS ", updated_ms = " NOW_MS
-      " FROM d WHERE t.id = d.task_id AND t.attempts = d.n AND t.state = 'running' RETURNING t.id");
+  static const std::string sql = CrashSql("lease_expired", "lease_until_ms < " NOW_MS);
+  PgRes r = db_->Exec(sql.c_str());
   if (r.ok() && r.rows() > 0) {
     std::fprintf(stderr,
                  "corral daemon: task queue: %d attempts of other daemons' expired leases"

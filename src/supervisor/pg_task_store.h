@@ -57,33 +57,40 @@ class PgTaskStore : public SharedTaskStore {
                                                    const std::string& state_dir, int64_t lease_ms);
   ~PgTaskStore() override;
 
-  Result<std::vector<StaleAttempt>> RecoverDeadDaemon() override;
-  Result<std::pair<int64_t, bool>> Insert(const NewTask& t) override;
+  // Every statement commits alone (autocommit) before it returns: nothing waits for a commit.
+  void Commit() override {}
+  bool Uncommitted() const override { return false; }
+  void WhenDurable(std::function<void()> fn) override { fn(); }
+
+  // Claims and leases: this daemon's attempts carry its id (host:state-dir:pid) and a lease on
+  // the database's clock.
+  Result<std::vector<Claimed>> Claim(int64_t max, bool one_at_a_time) override;
+  void RecordIdentities(const std::vector<CellIdentity>& started) override;  // one statement
+  void AbandonAttempt(int64_t id, int64_t n) override;
+  bool EndAttempt(const AttemptEnd& end) override;  // only while the attempt is still ours
+  Result<std::map<int64_t, Lease>> RenewLeases() override;
+  void ReclaimExpired() override;
+  Result<std::vector<StaleAttempt>> RecoverDeadDaemon() override;  // same host and state dir
+
+  // Tasks of every daemon. An unreachable database makes these fail (errors name it) or read
+  // as empty.
+  Result<std::pair<int64_t, bool>> Insert(const NewTask& t) override;  // ON CONFLICT: the key's
+  Result<std::string> Cancel(int64_t id) override;  // one running elsewhere: flagged
+  Result<std::string> Requeue(int64_t id) override;
+  Status SetGroupLimit(const std::string& group, int64_t parallel) override;
+  Result<std::map<std::string, int64_t>> GroupLimits() override;
+  std::map<std::string, std::pair<int64_t, int64_t>> GroupCounts() override;
   Result<std::optional<std::pair<uid_t, std::string>>> Head(int64_t id) override;
+  std::vector<int64_t> Finished(const std::vector<int64_t>& ids) override;
   std::optional<TaskRow> Task(int64_t id) override;
-  std::vector<AttemptRow> Attempts(int64_t id) override;
+  std::vector<AttemptRow> Attempts(int64_t id) override;  // files_here: ran by this daemon's dir
   std::optional<AttemptRow> Attempt(int64_t id, int64_t n) override;
   int64_t LatestAttempt(int64_t id) override;
   std::vector<int64_t> List(const std::string& state, const std::string& group, int64_t uid,
                             int64_t limit) override;
   std::map<std::string, int64_t> CountByState(int64_t uid) override;
-  Result<std::string> Cancel(int64_t id) override;
-  Result<std::string> Requeue(int64_t id) override;
-  void AbandonAttempt(int64_t id, int64_t n) override;
-  void RecordIdentities(const std::vector<CellIdentity>& started) override;
-  bool EndAttempt(const AttemptEnd& end) override;
-  Status SetGroupLimit(const std::string& group, int64_t parallel) override;
-  Result<std::map<std::string, int64_t>> GroupLimits() override;
+  // Any daemon deletes rows; only the daemon that ran an attempt unlinks its files.
   Pruned Prune(int64_t retention_ms) override;
-  void Commit() override {}
-  bool Uncommitted() const override { return false; }
-  void WhenDurable(std::function<void()> fn) override { fn(); }
-
-  Result<std::vector<Claimed>> Claim(int64_t max, bool one_at_a_time) override;
-  Result<std::map<int64_t, Lease>> RenewLeases() override;
-  void ReclaimExpired() override;
-  std::vector<int64_t> Finished(const std::vector<int64_t>& ids) override;
-  std::map<std::string, std::pair<int64_t, int64_t>> GroupCounts() override;
 
   class Conn;  // libpq connection and results (pg_task_store.cc)
 

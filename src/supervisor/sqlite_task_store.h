@@ -46,8 +46,29 @@ class SqliteTaskStore : public LocalTaskStore {
   // Commits what is pending and syncs it; actions still waiting are dropped (nobody is left).
   ~SqliteTaskStore() override;
 
+  // Durability: writes gather in the turn's transaction, synced off the loop after Commit().
+  void Commit() override;
+  bool Uncommitted() const override { return in_tx_; }
+  void WhenDurable(std::function<void()> fn) override;
+
+  // Start-up: commits and syncs on the caller's thread before it returns.
   Result<std::vector<StaleAttempt>> RecoverDeadDaemon() override;
+  std::vector<TaskRow> Queued() override;
+
+  // Writes: in the open transaction (BEGIN IMMEDIATE on the first); none fails but by ending
+  // the process.
   Result<std::pair<int64_t, bool>> Insert(const NewTask& t) override;
+  void BeginAttempt(int64_t id, int64_t n) override;
+  void RecordIdentities(const std::vector<CellIdentity>& started) override;
+  void AbandonAttempt(int64_t id, int64_t n) override;
+  bool EndAttempt(const AttemptEnd& end) override;  // always true
+  Result<std::string> Cancel(int64_t id) override;  // "running": never flagged, left to the queue
+  Result<std::string> Requeue(int64_t id) override;
+  Status SetGroupLimit(const std::string& group, int64_t parallel) override;
+  Pruned Prune(int64_t retention_ms) override;
+
+  // Reads: on the same connection, so they see the open transaction's writes (answers built
+  // from them go out through WhenDurable).
   Result<std::optional<std::pair<uid_t, std::string>>> Head(int64_t id) override;
   std::optional<TaskRow> Task(int64_t id) override;
   std::vector<AttemptRow> Attempts(int64_t id) override;
@@ -56,20 +77,7 @@ class SqliteTaskStore : public LocalTaskStore {
   std::vector<int64_t> List(const std::string& state, const std::string& group, int64_t uid,
                             int64_t limit) override;
   std::map<std::string, int64_t> CountByState(int64_t uid) override;
-  Result<std::string> Cancel(int64_t id) override;
-  Result<std::string> Requeue(int64_t id) override;
-  void AbandonAttempt(int64_t id, int64_t n) override;
-  void RecordIdentities(const std::vector<CellIdentity>& started) override;
-  bool EndAttempt(const AttemptEnd& end) override;
-  Status SetGroupLimit(const std::string& group, int64_t parallel) override;
   Result<std::map<std::string, int64_t>> GroupLimits() override;
-  Pruned Prune(int64_t retention_ms) override;
-  void Commit() override;
-  bool Uncommitted() const override { return in_tx_; }
-  void WhenDurable(std::function<void()> fn) override;
-
-  std::vector<TaskRow> Queued() override;
-  void BeginAttempt(int64_t id, int64_t n) override;
 
   class Db;  // the connection and its cached statements (sqlite_task_store.cc)
 

@@ -71,8 +71,8 @@ struct AttemptRow {
   "id, owner_uid, owner_gid, argv, spec, grp, priority, key, state, attempts, max_attempts," \
   " backoff_ms, not_before_ms, created_ms, updated_ms"
 #define CORRAL_ATTEMPT_COLUMNS                                                             \
-  "n, state, started_ms, ended_ms, exit_code, signal, reason, error, daemon_pid, cell_id," \
-  " leader_pid, leader_starttime, stdout_path, stderr_path, stdout_bytes, stderr_bytes,"   \
+  "n, state, started_ms, daemon_pid, ended_ms, exit_code, leader_pid, leader_starttime,"   \
+  " stdout_bytes, stderr_bytes, signal, reason, error, cell_id, stdout_path, stderr_path," \
   " stdout_truncated, stderr_truncated"
 
 // Decodes a row of CORRAL_TASK_COLUMNS from column `c` on; `r` gives Int(col), Text(col) and
@@ -100,32 +100,27 @@ TaskRow ReadTaskRow(const Row& r, int c = 0) {
 
 template <class Row>
 AttemptRow ReadAttemptRow(const Row& r, int c = 0) {
-  auto i = [&r](int col) {
-    return r.Null(col) ? std::nullopt : std::optional<int64_t>(r.Int(col));
-  };
-  auto s = [&r](int col) {
-    return r.Null(col) ? std::nullopt : std::optional<std::string>(r.Text(col));
-  };
-  auto b = [&r](int col) { return r.Null(col) ? std::nullopt : std::optional<bool>(r.Int(col)); };
   AttemptRow a;
   a.n = r.Int(c);
   a.state = r.Text(c + 1);
   a.started_ms = r.Int(c + 2);
-  a.ended_ms = i(c + 3);
-  a.exit_code = i(c + 4);
-  a.signal = s(c + 5);
-  a.reason = s(c + 6);
-  a.error = s(c + 7);
-  a.daemon_pid = r.Int(c + 8);
-  a.cell_id = s(c + 9);
-  a.leader_pid = i(c + 10);
-  a.leader_starttime = i(c + 11);
-  a.stdout_path = s(c + 12);
-  a.stderr_path = s(c + 13);
-  a.stdout_bytes = i(c + 14);
-  a.stderr_bytes = i(c + 15);
-  a.stdout_truncated = b(c + 16);
-  a.stderr_truncated = b(c + 17);
+  a.daemon_pid = r.Int(c + 3);
+  int col = c + 4;
+  for (auto f :
+       {&AttemptRow::ended_ms, &AttemptRow::exit_code, &AttemptRow::leader_pid,
+        &AttemptRow::leader_starttime, &AttemptRow::stdout_bytes, &AttemptRow::stderr_bytes}) {
+    if (!r.Null(col)) a.*f = r.Int(col);
+    ++col;
+  }
+  for (auto f : {&AttemptRow::signal, &AttemptRow::reason, &AttemptRow::error, &AttemptRow::cell_id,
+                 &AttemptRow::stdout_path, &AttemptRow::stderr_path}) {
+    if (!r.Null(col)) a.*f = r.Text(col);
+    ++col;
+  }
+  for (auto f : {&AttemptRow::stdout_truncated, &AttemptRow::stderr_truncated}) {
+    if (!r.Null(col)) a.*f = r.Int(col) != 0;
+    ++col;
+  }
   return a;
 }
 
