@@ -70,6 +70,20 @@ Json AttemptJson(const AttemptRow& a) {
 
 }  // namespace
 
+std::unique_ptr<TaskQueue::Active> TaskQueue::Hold(TaskRow t, const char* state) {
+  auto p = std::make_unique<Active>();
+  p->id = t.id;
+  p->owner = t.owner;
+  p->group = std::move(t.group);
+  p->priority = t.priority;
+  p->spec_json = std::move(t.spec_json);
+  p->attempts = t.attempts;
+  p->max_attempts = t.max_attempts;
+  p->backoff_ms = t.backoff_ms;
+  p->state = state;
+  return p;
+}
+
 std::optional<int64_t> TaskQueue::ParseId(const std::string& id) {
   if (id.size() < 3 || id.compare(0, 2, "t-") != 0) return std::nullopt;
   int64_t n = 0;
@@ -169,37 +183,25 @@ Status TaskQueue::Recover() {
 void TaskQueue::LoadQueued() {
   int64_t now_ms = NowMs();
   for (TaskRow& t : local_->Queued()) {
-    auto p = std::make_unique<Active>();
-    p->id = t.id;
-    p->owner = t.owner;
-    p->group = std::move(t.group);
-    p->priority = t.priority;
-    p->spec_json = std::move(t.spec_json);
-    p->attempts = t.attempts;
-    p->max_attempts = t.max_attempts;
-    p->backoff_ms = t.backoff_ms;
-    p->state = "queued";
-    Active* raw = p.get();
-    active_.emplace(t.id, std::move(p));
-    if (auto b = blockers_.find(t.id); b != blockers_.end()) {
-      int64_t id = t.id;
+    int64_t not_before_ms = t.not_before_ms;
+    Active* raw = active_.emplace(t.id, Hold(std::move(t), "queued")).first->second.get();
+    if (auto b = blockers_.find(raw->id); b != blockers_.end()) {
+      int64_t id = raw->id;
       auto token = loop_->Add(b->second.get(), EPOLLIN, [this, id](uint32_t) {
         loop_->Remove(blocker_tokens_[id]);
         blocker_tokens_.erase(id);
         blockers_.erase(id);
         auto it = active_.find(id);
         if (it == active_.end()) return;
-        it->second->blocked = false;
         MakeReady(it->second.get());
         ScheduleFlush();
       });
       if (token.ok()) {
-        raw->blocked = true;
         blocker_tokens_[id] = token.value();
         continue;
       }
     }
-    ReadyAfter(raw, t.not_before_ms - now_ms);
+    ReadyAfter(raw, not_before_ms - now_ms);
   }
 }
 
@@ -399,16 +401,7 @@ void TaskQueue::DispatchShared() {
   if (!claimed.ok()) return;  // the store said why, once per outage
   std::vector<Active*> run;
   for (SharedTaskStore::Claimed& c : *claimed) {
-    auto p = std::make_unique<Active>();
-    p->id = c.task.id;
-    p->owner = c.task.owner;
-    p->group = std::move(c.task.group);
-    p->priority = c.task.priority;
-    p->spec_json = std::move(c.task.spec_json);
-    p->attempts = c.task.attempts;
-    p->max_attempts = c.task.max_attempts;
-    p->backoff_ms = c.task.backoff_ms;
-    p->state = "running";
+    std::unique_ptr<Active> p = Hold(std::move(c.task), "running");
     p->claimed_ns = MonotonicNs();
     p->ready_ns = p->claimed_ns - c.waited_ms * kNsPerMs;  // the database's clock said
     ++running_in_group_[p->group];
@@ -599,8 +592,8 @@ void TaskQueue::Submit(TaskSubmission sub, Reply reply) {
   if (sup_->shutting_down()) {
     return reply(Refusal{Refusal::kOverloaded, "the daemon is shutting down"});
   }
-  NewTask t{sub.owner, Json(sub.argv).dump(), sub.spec_json, sub.group, sub.priority,
-            sub.key,   sub.retries + 1,       sub.backoff_ms};
+  NewTask t{sub.owner,    Json(sub.argv).dump(), std::move(sub.spec_json), std::move(sub.group),
+            sub.priority, std::move(sub.key),    sub.retries + 1,          sub.backoff_ms};
   auto inserted = store_->Insert(t);
   if (!inserted.ok()) {
     return reply(Refusal{Refusal::kOverloaded, inserted.error().message()});
@@ -609,17 +602,15 @@ void TaskQueue::Submit(TaskSubmission sub, Reply reply) {
   if (!existing) {
     SetTaskState("", "queued");
     if (local_) {
-      auto p = std::make_unique<Active>();
-      p->id = id;
-      p->owner = sub.owner;
-      p->group = sub.group;
-      p->priority = sub.priority;
-      p->spec_json = std::move(sub.spec_json);
-      p->max_attempts = sub.retries + 1;
-      p->backoff_ms = sub.backoff_ms;
-      p->state = "queued";
-      MakeReady(p.get());
-      active_.emplace(id, std::move(p));
+      TaskRow row;
+      row.id = id;
+      row.owner = sub.owner;
+      row.group = std::move(t.group);
+      row.priority = sub.priority;
+      row.spec_json = std::move(t.spec_json);
+      row.max_attempts = t.max_attempts;
+      row.backoff_ms = sub.backoff_ms;
+      MakeReady(active_.emplace(id, Hold(std::move(row), "queued")).first->second.get());
     }
   }
   // An existing task may have been inserted in this very transaction: answer once committed.
@@ -729,19 +720,10 @@ void TaskQueue::Retry(const Caller& caller, const std::string& id, Reply reply) 
   }
   SetTaskState(*before, "queued");
   if (local_) {
-    auto row = store_->Task(n);
-    auto p = std::make_unique<Active>();
-    p->id = n;
-    p->owner = row->owner;
-    p->group = row->group;
-    p->priority = row->priority;
-    p->spec_json = row->spec_json;
-    p->attempts = row->attempts;
-    p->max_attempts = row->max_attempts;
-    p->backoff_ms = row->backoff_ms;
-    p->state = "queued";
-    MakeReady(p.get());
-    active_.emplace(n, std::move(p));
+    if (auto row = store_->Task(n)) {
+      Active* p = active_.emplace(n, Hold(std::move(*row), "queued")).first->second.get();
+      MakeReady(p);
+    }
   }
   store_->WhenDurable([this, reply, n] { reply(TaskJson(n, false)); });
   ScheduleFlush();

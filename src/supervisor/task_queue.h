@@ -161,7 +161,6 @@ class TaskQueue {
     std::string cell_id;   // while running
     int64_t ready_ns = 0;  // when it became ready to run (wait-time metric)
     EventLoop::Token backoff_timer = 0;
-    bool blocked = false;  // a dead daemon's leader of it is still exiting
     bool cancel_requested = false;
     std::vector<Reply> cancel_replies;
     int64_t claimed_ns = 0;  // shared: when this daemon claimed it
@@ -169,6 +168,7 @@ class TaskQueue {
   };
 
   TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options, SpecBuilder builder);
+  static std::unique_ptr<Active> Hold(TaskRow t, const char* state);
   Status Recover();
   void LoadQueued();  // local store
 
