@@ -4,10 +4,6 @@
 // so the multi-row changes (claim, end, reclaim) are single statements with data-modifying CTEs.
 #include "supervisor/pg_task_store.h"
 
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/file.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -19,8 +15,6 @@
 #include "supervisor/libpq_api.h"
 #include "supervisor/queue_store_common.h"
 #include "sys/clock.h"
-#include "sys/pidfd.h"
-#include "sys/proc.h"
 
 namespace corral {
 namespace {

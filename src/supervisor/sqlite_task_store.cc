@@ -2,14 +2,12 @@
 // the mechanism and its guarantees; comments here say why where it is not obvious.
 #include "supervisor/sqlite_task_store.h"
 
-#include <signal.h>
 #include <sqlite3.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 
 #include "supervisor/durable_sync.h"
