@@ -280,7 +280,7 @@ void TaskQueue::Heartbeat() {
                                   : "its lease could not be renewed");
     } else if (lease->cancel_requested && !p->cancel_requested && !p->cell_id.empty()) {
       p->cancel_requested = true;  // `cancel` through another daemon
-      (void)sup_->Kill(Caller{}, p->cell_id, "cancelled");
+      (void)sup_->Kill(Caller::System(), p->cell_id, "cancelled");
     }
   }
 }
@@ -303,7 +303,7 @@ void TaskQueue::LoseAttempt(Active* p, const char* why) {
   p->lost = true;
   std::fprintf(stderr, "corral daemon: task queue: %s attempt %lld: %s; killing its cell\n",
                TaskId(p->id).c_str(), static_cast<long long>(p->attempts), why);
-  if (!p->cell_id.empty()) (void)sup_->Kill(Caller{}, p->cell_id, "lease_lost");
+  if (!p->cell_id.empty()) (void)sup_->Kill(Caller::System(), p->cell_id, "lease_lost");
 }
 
 void TaskQueue::MakeReady(Active* p) {
@@ -448,7 +448,7 @@ void TaskQueue::StartAttempt(Active* p, std::vector<CellIdentity>* started) {
   }
   p->cell_id = std::get<std::string>(cell_or);
   CellIdentity c{id, n, p->cell_id};
-  if (auto l = sup_->Find(Caller{}, p->cell_id)) c.pid = l->pid;
+  if (auto l = sup_->Find(Caller::System(), p->cell_id)) c.pid = l->pid;
   if (auto st = c.pid > 0 ? ReadProcStat(static_cast<pid_t>(c.pid)) : std::nullopt) {
     c.starttime = static_cast<int64_t>(st->starttime_ticks);
   }
@@ -684,7 +684,7 @@ void TaskQueue::Cancel(const Caller& caller, const std::string& id, Reply reply)
     p->cancel_requested = true;
     p->cancel_replies.push_back(std::move(reply));
     // May end the attempt (and erase p) before it returns: p is not used after this.
-    if (!p->cell_id.empty()) (void)sup_->Kill(Caller{}, p->cell_id, "cancelled");
+    if (!p->cell_id.empty()) (void)sup_->Kill(Caller::System(), p->cell_id, "cancelled");
     return;
   }
   auto now = store_->Cancel(n);

@@ -99,6 +99,7 @@ class TaskQueueTest : public ::testing::Test {
   void SubmitAsync(const std::string& sh, Answer* out, std::optional<Answer>* got,
                    const std::function<void(TaskSubmission&)>& tweak = nullptr) {
     TaskSubmission sub;
+    sub.owner = me_;
     sub.argv = {"sh"};
     sub.spec_json = Json{{"sh", sh}}.dump();
     sub.backoff_ms = 0;
@@ -122,7 +123,7 @@ class TaskQueueTest : public ::testing::Test {
     std::optional<Json> done;
     uint64_t waiter = 0;
     auto refusal = queue_->Wait(
-        Caller{}, id, [&done](Json t) { done = t; }, &waiter);
+        me_, id, [&done](Json t) { done = t; }, &waiter);
     EXPECT_FALSE(refusal.has_value()) << refusal->message;
     EXPECT_TRUE(RunUntil([&] { return done.has_value(); }, seconds)) << id << " never finished";
     if (!done) queue_->Unwait(id, waiter);
@@ -130,7 +131,7 @@ class TaskQueueTest : public ::testing::Test {
   }
 
   Json Get(const std::string& id) {
-    auto t = queue_->Get(Caller{}, id);
+    auto t = queue_->Get(me_, id);
     return std::holds_alternative<Json>(t) ? std::get<Json>(t) : Json();
   }
 
@@ -142,6 +143,8 @@ class TaskQueueTest : public ::testing::Test {
     return std::get<Json>(*got);
   }
 
+  // The test's own identity, as SO_PEERCRED would give it (root here: it may set group limits).
+  Caller me_ = Caller::Peer(getuid(), getgid(), getpid());
   std::string dir_;
   std::unique_ptr<EventLoop> loop_;
   std::unique_ptr<Supervisor> sup_;
@@ -171,7 +174,7 @@ TEST_F(TaskQueueTest, HigherPriorityRunsFirstThenOldestFirst) {
 }
 
 TEST_F(TaskQueueTest, GroupLimitKeepsItsTasksApartWhileOtherGroupsRun) {
-  Json set = Reply([&](TaskQueue::Reply r) { queue_->SetGroup(Caller{}, "one", 1, r); });
+  Json set = Reply([&](TaskQueue::Reply r) { queue_->SetGroup(me_, "one", 1, r); });
   EXPECT_EQ(set["parallel"], 1);
   // Each task of "one" holds a directory while it runs: a second one at once fails to make it.
   std::string hold = "mkdir " + dir_ + "/held || exit 3; sleep 0.5; rmdir " + dir_ + "/held";
@@ -221,12 +224,12 @@ TEST_F(TaskQueueTest, CancelEndsAQueuedTaskUnrunAndARunningOneByItsCell) {
   ASSERT_TRUE(RunUntil([&] { return access((dir_ + "/started").c_str(), F_OK) == 0; }));
   EXPECT_EQ(Get(queued)["state"], "queued");
 
-  Json q = Reply([&](TaskQueue::Reply r) { queue_->Cancel(Caller{}, queued, r); });
+  Json q = Reply([&](TaskQueue::Reply r) { queue_->Cancel(me_, queued, r); });
   EXPECT_EQ(q["state"], "cancelled");
   EXPECT_EQ(q["attempts"], 0);
 
   int64_t before = MonotonicNs();
-  Json r = Reply([&](TaskQueue::Reply rep) { queue_->Cancel(Caller{}, running, rep); });
+  Json r = Reply([&](TaskQueue::Reply rep) { queue_->Cancel(me_, running, rep); });
   EXPECT_EQ(r["state"], "cancelled");
   EXPECT_LT(MonotonicNs() - before, 10 * kNsPerSec);  // not the 30 s of its sleep
   Json t = Get(running);
@@ -237,7 +240,7 @@ TEST_F(TaskQueueTest, CancelEndsAQueuedTaskUnrunAndARunningOneByItsCell) {
   EXPECT_NE(access(ran.c_str(), F_OK), 0);
   // Cancelling what is finished is refused.
   std::optional<Answer> again;
-  queue_->Cancel(Caller{}, running, [&again](Answer a) { again = a; });
+  queue_->Cancel(me_, running, [&again](Answer a) { again = a; });
   ASSERT_TRUE(RunUntil([&] { return again.has_value(); }));
   EXPECT_TRUE(std::holds_alternative<Refusal>(*again));
 }
@@ -255,7 +258,7 @@ TEST_F(TaskQueueTest, ARepeatedKeyReturnsTheSameTask) {
   // Another key, or none, is another task.
   Json other = Submit("true", [](TaskSubmission& s) { s.key = "build-43"; });
   EXPECT_NE(other["id"], first["id"]);
-  auto list = queue_->List(Caller{}, "", "", 100);
+  auto list = queue_->List(me_, "", "", 100);
   EXPECT_EQ(std::get<Json>(list)["tasks"].size(), 2u);
 }
 
@@ -308,7 +311,7 @@ TEST_F(TaskQueueTest, RetentionRemovesFinishedTasksAndTheirFilesButNotRunningOne
       RunUntil([&] { return access(out.c_str(), F_OK) != 0 && access(err.c_str(), F_OK) != 0; }));
   EXPECT_EQ(queue_->counts().at("succeeded"), 0);
   EXPECT_EQ(Get(live)["state"], "running");
-  Json c = Reply([&](TaskQueue::Reply r) { queue_->Cancel(Caller{}, live, r); });
+  Json c = Reply([&](TaskQueue::Reply r) { queue_->Cancel(me_, live, r); });
   EXPECT_EQ(c["state"], "cancelled");
 }
 
