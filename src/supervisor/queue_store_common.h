@@ -1,6 +1,7 @@
-// What the task queue's two stores share (docs/queue.md): the SQLite queue (task_queue.cc, one
-// daemon) and the PostgreSQL one (queue_store_pg.cc, many daemons) keep their rows differently but
-// must judge an attempt the same way: its outcome, its retry delay, and where its output goes.
+// The task queue's judgement of an attempt and its files (docs/queue.md), kept apart from the
+// queue's state so that it can be tested alone: an attempt's outcome, its retry delay, where its
+// output goes and how it is read back and removed, the lock that makes a state dir one daemon's.
+// The policy (task_queue.cc) and both stores (sqlite_task_store.cc, pg_task_store.cc) use it.
 #pragma once
 
 #include <cstdint>

@@ -1,30 +1,33 @@
 // The durable task queue (DESIGN.md, "Task queue"; docs/queue.md): tasks submitted to the daemon
-// are kept in SQLite (WAL) in the state dir (tasks.db) and dispatched into the Supervisor's cells
-// under per-group concurrency limits, priority first, then FIFO, below the Supervisor's own
-// --max-running. Each run of a task is an attempt row with its outcome and its cell's identity.
+// are kept in a store (task_store.h: SQLite in the state dir, or PostgreSQL shared by daemons) and
+// dispatched into the Supervisor's cells under per-group concurrency limits, priority first, then
+// FIFO, below the Supervisor's own --max-running. Each run of a task is an attempt row with its
+// outcome and its cell's identity. This class is the policy; the store keeps rows and leases.
 //
 // Mechanism:
-// - Every state change is committed before it is acted on or acknowledged. Writes go into one
-//   open transaction; a zero-delay loop timer commits it (group commit: every submit, end and
-//   identity of one loop turn share one commit) and the WAL is fdatasynced by a helper thread
-//   (durable_sync.h) while the loop goes on; only after that sync do the actions that depend on
-//   the commit run (answers to callers, waiters, the cells of "attempt N running" rows). Answers
-//   that only read (tasks, task, task_output, groups) also wait for the sync of what they read.
-//   A commit survives power loss, not just SIGKILL, as with synchronous=FULL (the fallback where
-//   the WAL file cannot be opened).
-// - Only tasks that are not finished live in memory (ready sets per group, ordered by
-//   (-priority, id)); finished ones are read back from the database when asked for.
+// - Every state change is committed before it is acted on or acknowledged: the store's writes of
+//   one loop turn are committed by a zero-delay timer (after this turn's dispatch, so that its
+//   "attempt running" rows share the commit), and what depends on them -- answers to callers,
+//   waiters, the cells of "attempt N running" rows -- runs through the store's WhenDurable.
+//   Answers that only read (tasks, task, task_output, groups) also wait for the sync of what they
+//   read (WhenDurable below).
+// - With a local store (SQLite) the tasks that are not finished live in memory (ready sets per
+//   group, ordered by (-priority, id)), and this class picks what runs. With a shared store
+//   (PostgreSQL) other daemons add and run tasks too: the store claims them in the same order
+//   (kClaimOrder), this class keeps only the attempts it runs, renews their leases every lease/3,
+//   kills a cell whose lease is lost, reclaims expired leases every lease/2, and polls every
+//   100 ms for the ends of tasks waited on that other daemons run.
 // - An attempt's identity is the Supervisor's cell id plus the leader's (pid, starttime) and the
 //   daemon's pid, never a bare PID: a PID alone may name another process by the time anyone looks.
 // - Output: the cell captures stdout/stderr (capped at max_output_bytes per stream); at the end of
 //   the attempt they are written to tasks/t-N.A.stdout and .stderr in the state dir (a stream
-//   with no bytes gets no file).
+//   with no bytes gets no file), before the row that names them.
 //
-// Crash detection that is never wrong: one daemon at a time owns the queue (an flock on
-// tasks.db.lock). So at Open() every attempt still `running` belongs to a daemon that died. Open()
-// must run after Supervisor::Create, whose recovery and sweeper have already killed that daemon's
-// cells; it marks those attempts `crashed` and re-queues their tasks while attempts remain. A
-// leader that is somehow still alive (same pid and starttime) is SIGKILLed through a pidfd, and its
+// Crash detection that is never wrong: one daemon at a time owns a state dir (an flock), so at
+// Open() every attempt still `running` under it belongs to a daemon that died. Open() must run
+// after Supervisor::Create, whose recovery and sweeper have already killed that daemon's cells; it
+// marks those attempts `crashed` and re-queues their tasks while attempts remain. A leader that is
+// somehow still alive (same pid and starttime) is SIGKILLed through a pidfd, and (local store) its
 // task is held back until that pidfd reports the exit, so a task never runs twice at once.
 //
 // Outcomes: exit 0 -> succeeded; exit != 0, failed to start, memory or CPU limit -> failed;
@@ -32,12 +35,14 @@
 // timed_out and crashed are retried after backoff_s * 2^(n-1) (at most 1 h) while attempts remain.
 // An attempt ended by the daemon's own shutdown does not count: its task goes back to the queue.
 //
+// Retention: finished tasks, their attempts and output files go retention_ms after they ended, a
+// bounded batch a turn; the files only once the rows' removal is durable.
+//
 // Not thread-safe: every call comes from the loop's thread.
 #pragma once
 
 #include <sys/types.h>
 
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -50,20 +55,16 @@
 
 #include "supervisor/queue_store_common.h"
 #include "supervisor/supervisor.h"
+#include "supervisor/task_store.h"
 #include "sys/event_loop.h"
 #include "sys/fd.h"
 
-struct sqlite3;
-
 namespace corral {
-
-class PgTaskQueue;
-class DurableSync;
 
 struct TaskQueueOptions {
   std::string state_dir;  // holds tasks.db, tasks.db.lock and tasks/ (attempt output)
   // Not empty: a libpq conninfo (postgres://...); the queue lives there, shared with other
-  // daemons (queue_store_pg.h), and every call below is forwarded to PgTaskQueue.
+  // daemons (pg_task_store.h).
   std::string postgres;
   int64_t lease_ms = 30000;  // PostgreSQL: how long a claim lasts without a heartbeat
   // Tasks of this daemon running at once, all groups together (below the daemon's own
@@ -71,7 +72,7 @@ struct TaskQueueOptions {
   int64_t parallel = 0;
   // Finished tasks, their attempts and output files are removed this long after they ended;
   // 0: kept until removed by hand. On PostgreSQL each daemon removes only its own output files
-  // (queue_store_pg.h).
+  // (pg_task_store.h).
   int64_t retention_ms = 0;
 };
 
@@ -98,7 +99,8 @@ class TaskQueue {
   // Answer to a caller: a JSON object, or why not.
   using Reply = std::function<void(std::variant<Json, Refusal>)>;
 
-  // Opens (creates) tasks.db, takes the queue's lock, recovers a dead daemon's attempts.
+  // Opens the store named by the options (creating it), takes the state dir's lock, recovers a
+  // dead daemon's attempts.
   static Result<std::unique_ptr<TaskQueue>> Open(EventLoop* loop, Supervisor* sup,
                                                  TaskQueueOptions options, SpecBuilder builder);
   // Commits whatever is pending (the loop may have stopped before the flush timer ran).
@@ -145,8 +147,7 @@ class TaskQueue {
   static bool ValidGroup(const std::string& group);
 
  private:
-  friend class PgTaskQueue;  // keeps counts_ and calls the hooks in PostgreSQL mode
-  struct Pending {           // a task that is not finished
+  struct Active {  // a task this daemon holds: local store: not finished; shared: running here
     int64_t id = 0;
     Caller owner;
     std::string group;
@@ -155,51 +156,55 @@ class TaskQueue {
     int64_t attempts = 0;  // attempts that counted so far (the running one included)
     int64_t max_attempts = 1;
     int64_t backoff_ms = 0;
-    std::string state;    // queued | running
-    std::string cell_id;  // while running
-    int64_t attempt_started_ms = 0;
+    std::string state;     // queued | running
+    std::string cell_id;   // while running
     int64_t ready_ns = 0;  // when it became ready to run (wait-time metric)
     EventLoop::Token backoff_timer = 0;
-    bool blocked = false;  // a dead daemon's leader of it is still exiting
     bool cancel_requested = false;
     std::vector<Reply> cancel_replies;
+    int64_t claimed_ns = 0;  // shared: when this daemon claimed it
+    bool lost = false;       // shared: its lease is gone, another daemon may run it; record nothing
   };
-  class Db;
 
   TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options, SpecBuilder builder);
-  Status Init();
+  static std::unique_ptr<Active> Hold(TaskRow t, const char* state);
   Status Recover();
-  Status LoadPending();
+  void LoadQueued();  // local store
 
-  // Transactions: Tx() opens one if none is; AfterCommit() queues what waits for it; Commit()
-  // commits and runs those; ScheduleFlush() commits from a zero-delay timer, then dispatches.
-  void Tx();
-  void AfterCommit(std::function<void()> fn);
-  bool Commit();
-  void ScheduleFlush();
-  void OnSynced();
-  void Prune();       // removes finished tasks past the retention, a bounded batch a turn
-  void RunDurable();  // the actions whose commit is durable now
+  void ScheduleFlush();  // a zero-delay timer: dispatch, then commit the turn's writes
+  void Prune();          // a bounded batch of finished tasks past the retention, every turn
+  void Tick();           // shared: every 100 ms: dispatch, group limits, other daemons' ends
+  void Heartbeat();      // shared: every lease/3
+  void Reclaim();        // shared: every lease/2: expired leases, counts
 
-  void MakeReady(Pending* p);
-  void Unready(Pending* p);
+  void MakeReady(Active* p);
+  void ReadyAfter(Active* p, int64_t delay_ms);
   void Dispatch();
-  void StartAttempt(Pending* p);
+  void DispatchLocal();
+  void DispatchShared();
+  void StartAttempt(Active* p, std::vector<CellIdentity>* started);
   void OnAttemptDone(int64_t id, int64_t n, const CellResult& r);
-  void Finish(Pending* p, const std::string& state);  // a terminal state, in the open transaction
-  void SetTaskState(int64_t id, const std::string& from, const std::string& to);
+  // The task leaves this daemon's hands (finished, or a shared store's); `state` final: its
+  // cancel replies and waiters are answered once that is durable.
+  void Forget(Active* p, const std::string& state);
+  void SetTaskState(const std::string& from, const std::string& to);
+  void SetCount(const std::string& state, int64_t n);
   void NotifyWaiters(int64_t id);
-  Pending* Owned(const Caller& caller, const std::string& id, Refusal* why);
-  bool OwnsFinished(const Caller& caller, int64_t id, std::string* state, Refusal* why);
+  void LoseAttempt(Active* p, const char* why);
+  // Task `id` if it is there and the caller's: its number and state. Else why not.
+  std::optional<Refusal> Lookup(const Caller& caller, const std::string& id, int64_t* n,
+                                std::string* state);
+  Active* Held(int64_t id);  // nullptr: not in active_
   Json TaskJson(int64_t id, bool with_attempts);
 
   EventLoop* loop_;
   Supervisor* sup_;
   TaskQueueOptions options_;
   SpecBuilder builder_;
-  std::unique_ptr<Db> db_;
-  UniqueFd lock_fd_;
-  std::map<int64_t, std::unique_ptr<Pending>> pending_;
+  std::unique_ptr<TaskStore> store_;
+  LocalTaskStore* local_ = nullptr;    // set: store_ is only ours, the ready sets are here
+  SharedTaskStore* shared_ = nullptr;  // set: store_ is shared; it claims for us
+  std::map<int64_t, std::unique_ptr<Active>> active_;
   std::map<std::string, std::set<std::pair<int64_t, int64_t>>> ready_;  // group -> (-prio, id)
   std::map<std::string, int64_t> running_in_group_;
   std::map<std::string, int64_t> limits_;  // group -> parallel (absent or 0: none)
@@ -207,21 +212,13 @@ class TaskQueue {
   std::map<int64_t, UniqueFd> blockers_;  // task -> pidfd of a dead daemon's leader
   std::map<int64_t, EventLoop::Token> blocker_tokens_;
   std::map<std::string, int64_t> counts_;
-  std::vector<std::function<void()>> after_commit_;
-  bool in_tx_ = false;
-  std::unique_ptr<DurableSync> sync_;  // null: synchronous=FULL, durable when COMMIT returns
-  EventLoop::Token sync_token_ = 0;
-  uint64_t commit_seq_ = 0, durable_seq_ = 0;
-  int wal_frames_ = 0;  // frames in the WAL after the last commit (sqlite3_wal_hook)
-  std::deque<std::pair<uint64_t, std::function<void()>>> durable_waiters_;  // (commit, action)
-  int64_t starting_ = 0;  // dispatched, waiting for their "running" rows to be durable
-  EventLoop::Token flush_timer_ = 0;
-  EventLoop::Token retry_dispatch_timer_ = 0;
-  EventLoop::Token prune_timer_ = 0;
-  uint64_t waiter_seq_ = 0;
+  int64_t starting_ = 0;          // dispatched, waiting for their "running" rows to be durable
+  int64_t refused_until_ns_ = 0;  // the Supervisor refused a cell: no dispatch until then
+  EventLoop::Token flush_timer_ = 0, refused_timer_ = 0, prune_timer_ = 0, tick_timer_ = 0,
+                   heartbeat_timer_ = 0, reclaim_timer_ = 0;
+  uint64_t waiter_seq_ = 0, ticks_ = 0;
   int recovered_crashed_ = 0;
   bool dispatching_ = false;
-  std::unique_ptr<PgTaskQueue> pg_;  // set: the PostgreSQL backend answers every call
 };
 
 }  // namespace corral
