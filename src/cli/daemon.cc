@@ -26,7 +26,6 @@
 #include "cli/flags.h"
 #include "scan/host_scan.h"
 #include "scan/report_json.h"
-#include "supervisor/cell_request.h"
 #include "supervisor/supervisor.h"
 #include "supervisor/task_queue.h"
 #include "sys/signal_fd.h"
@@ -190,7 +189,7 @@ int Daemon(int argc, char** argv) {
                 "' is neither sqlite nor a PostgreSQL conninfo "
                 "(postgres://USER@HOST:PORT/DB or 'host=... dbname=...')");
   }
-  auto queue_or = TaskQueue::Open(loop, sup, queue_opts, SpecFromStored);
+  auto queue_or = TaskQueue::Open(loop, sup, queue_opts);
   if (!queue_or.ok()) return Fail(queue_or.error().message());
   TaskQueue* queue = queue_or->get();
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "supervisor/cell_request.h"
 #include "sys/fd.h"
 
 namespace corral::queue {
@@ -31,10 +32,9 @@ Status WriteWhole(const std::string& path, const std::string& data) {
 
 std::string TaskId(int64_t id) { return "t-" + std::to_string(id); }
 
-std::variant<CellSpec, CellResult> AttemptCell(const SpecBuilder& build,
-                                               const std::string& spec_json, const Caller& owner,
+std::variant<CellSpec, CellResult> AttemptCell(const std::string& spec_json, const Caller& owner,
                                                int64_t id, int64_t n) {
-  auto built = build(spec_json, owner);
+  auto built = SpecFromStored(spec_json, owner);
   if (auto* err = std::get_if<std::string>(&built)) {
     CellResult r;
     r.state = CellState::kFailedToStart;

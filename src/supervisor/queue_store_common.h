@@ -16,24 +16,16 @@
 #include "sys/error.h"
 #include "sys/fd.h"
 
-namespace corral {
-
-// Builds the cell for one attempt, or says why it cannot (a sentence; the attempt then fails).
-using SpecBuilder = std::function<std::variant<CellSpec, std::string>(const std::string& spec_json,
-                                                                      const Caller& owner)>;
-
-}  // namespace corral
-
 namespace corral::queue {
 
 // "t-<id>", the id callers see.
 std::string TaskId(int64_t id);
 
-// The cell of attempt n of task `id`: its stored spec built for its owner, with CORRAL_TASK and
-// CORRAL_ATTEMPT in its environment; or, when the spec no longer builds, the failed_to_start
-// result to record for the attempt.
-std::variant<CellSpec, CellResult> AttemptCell(const SpecBuilder& build,
-                                               const std::string& spec_json, const Caller& owner,
+// The cell of attempt n of task `id`: its stored params built for its owner as a `run` of them
+// would be (supervisor/cell_request.h), with CORRAL_TASK and CORRAL_ATTEMPT in its environment;
+// or, when they no longer build (the owner's user was deleted since), the failed_to_start result
+// to record for the attempt.
+std::variant<CellSpec, CellResult> AttemptCell(const std::string& spec_json, const Caller& owner,
                                                int64_t id, int64_t n);
 
 // Task states, in the order `tasks` lists their counts.

@@ -110,9 +110,8 @@ int64_t DefaultQueueParallel() {
   return std::max<int64_t>(4, 2 * static_cast<int64_t>(cpus));
 }
 
-TaskQueue::TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options,
-                     SpecBuilder builder)
-    : loop_(loop), sup_(sup), options_(std::move(options)), builder_(std::move(builder)) {
+TaskQueue::TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options)
+    : loop_(loop), sup_(sup), options_(std::move(options)) {
   for (const char* s : queue::kStates) counts_[s] = 0;
 }
 
@@ -129,8 +128,8 @@ TaskQueue::~TaskQueue() {
 }
 
 Result<std::unique_ptr<TaskQueue>> TaskQueue::Open(EventLoop* loop, Supervisor* sup,
-                                                   TaskQueueOptions options, SpecBuilder builder) {
-  std::unique_ptr<TaskQueue> q(new TaskQueue(loop, sup, std::move(options), std::move(builder)));
+                                                   TaskQueueOptions options) {
+  std::unique_ptr<TaskQueue> q(new TaskQueue(loop, sup, std::move(options)));
   const TaskQueueOptions& o = q->options_;
   if (o.postgres.empty()) {
     ASSIGN_OR_RETURN(auto store, SqliteTaskStore::Open(loop, o.state_dir));
@@ -417,7 +416,7 @@ void TaskQueue::StartAttempt(Active* p, std::vector<CellIdentity>* started) {
   int64_t id = p->id, n = p->attempts;
   if (on_attempt_started)
     on_attempt_started(static_cast<double>(MonotonicNs() - p->ready_ns) / 1e9);
-  auto cell = queue::AttemptCell(builder_, p->spec_json, p->owner, id, n);
+  auto cell = queue::AttemptCell(p->spec_json, p->owner, id, n);
   if (auto* failed = std::get_if<CellResult>(&cell)) return OnAttemptDone(id, n, *failed);
   CellSpec spec = std::move(std::get<CellSpec>(cell));
   auto cell_or = sup_->Start(p->owner, std::move(spec),

@@ -80,8 +80,8 @@ struct TaskQueueOptions {
 int64_t DefaultQueueParallel();
 
 // What `submit` asks for. spec_json holds the cell params of `run` (argv/shell, cwd, env,
-// timeout_s, limits, ...); it is turned into a CellSpec at each dispatch by the SpecBuilder, with
-// the owner's identity.
+// timeout_s, limits, ...) as submitted; at each attempt it is built for the owner as a `run` of
+// the same params would be (supervisor/cell_request.h).
 struct TaskSubmission {
   Caller owner;
   std::vector<std::string> argv;
@@ -102,7 +102,7 @@ class TaskQueue {
   // Opens the store named by the options (creating it), takes the state dir's lock, recovers a
   // dead daemon's attempts.
   static Result<std::unique_ptr<TaskQueue>> Open(EventLoop* loop, Supervisor* sup,
-                                                 TaskQueueOptions options, SpecBuilder builder);
+                                                 TaskQueueOptions options);
   // Commits whatever is pending (the loop may have stopped before the flush timer ran).
   ~TaskQueue();
 
@@ -166,7 +166,7 @@ class TaskQueue {
     bool lost = false;       // shared: its lease is gone, another daemon may run it; record nothing
   };
 
-  TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options, SpecBuilder builder);
+  TaskQueue(EventLoop* loop, Supervisor* sup, TaskQueueOptions options);
   static std::unique_ptr<Active> Hold(TaskRow t, const char* state);
   Status Recover();
   void LoadQueued();  // local store
@@ -200,7 +200,6 @@ class TaskQueue {
   EventLoop* loop_;
   Supervisor* sup_;
   TaskQueueOptions options_;
-  SpecBuilder builder_;
   std::unique_ptr<TaskStore> store_;
   LocalTaskStore* local_ = nullptr;    // set: store_ is only ours, the ready sets are here
   SharedTaskStore* shared_ = nullptr;  // set: store_ is shared; it claims for us

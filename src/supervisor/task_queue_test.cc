@@ -22,18 +22,6 @@ namespace {
 using Json = nlohmann::json;
 using Answer = std::variant<Json, Refusal>;
 
-// spec_json is {"sh": SCRIPT}: the cell runs /bin/sh -c SCRIPT.
-SpecBuilder ShellSpecs() {
-  return [](const std::string& spec_json, const Caller&) -> std::variant<CellSpec, std::string> {
-    Json j = Json::parse(spec_json, nullptr, false);
-    if (!j.is_object() || !j.contains("sh")) return std::string("no sh in the spec");
-    CellSpec spec;
-    spec.argv = {"/bin/sh", "-c", j["sh"].get<std::string>()};
-    spec.grace_ns = 200 * kNsPerMs;
-    return spec;
-  };
-}
-
 std::string ReadAll(const std::string& path) {
   std::ifstream f(path);
   std::stringstream s;
@@ -73,7 +61,7 @@ class TaskQueueTest : public ::testing::Test {
     qo.state_dir = dir_ + "/queue";
     qo.parallel = parallel;
     qo.retention_ms = retention_ms;
-    auto q = TaskQueue::Open(loop_.get(), sup_.get(), qo, ShellSpecs());
+    auto q = TaskQueue::Open(loop_.get(), sup_.get(), qo);
     ASSERT_TRUE(q.ok()) << q.error().message();
     queue_ = std::move(q).value();
   }
@@ -101,7 +89,7 @@ class TaskQueueTest : public ::testing::Test {
     TaskSubmission sub;
     sub.owner = me_;
     sub.argv = {"sh"};
-    sub.spec_json = Json{{"sh", sh}}.dump();
+    sub.spec_json = Json{{"shell", sh}, {"grace_s", 0.2}}.dump();  // the cell params of `run`
     sub.backoff_ms = 0;
     if (tweak) tweak(sub);
     queue_->Submit(std::move(sub), [out, got](Answer a) {
