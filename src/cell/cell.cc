@@ -612,7 +612,8 @@ Result<std::unique_ptr<CellHost>> CellHost::Create(EventLoop* loop, HostOptions 
   }
   if (host->options_.default_signals) host->ignored_signals_ = IgnoredSignals();
   host->pool_ = CgroupPool::ForConfig(host->options_.containment);
-  SweepOrphanedCells(host->options_.containment, host->pool_.get());
+  if (host->pool_) host->pool_->Sweep();
+  SweepOrphanedCells(host->options_.containment);
   return host;
 }
 

@@ -173,7 +173,7 @@ class CellTest : public ::testing::TestWithParam<ContainmentMode> {
   // The sweep a new owner in this process does (with a pool of its own); how many it killed.
   int SweepAsNewOwner() const {
     std::unique_ptr<CgroupPool> pool = CgroupPool::ForConfig(config_);
-    return SweepOrphanedCells(config_, pool.get());
+    return (pool ? pool->Sweep() : 0) + SweepOrphanedCells(config_);
   }
   bool HasLimits() const {
     return config_.mode == ContainmentMode::kCgroup1 || !config_.v2_enabled.empty();

@@ -56,8 +56,10 @@
 // semantics vary by kernel).
 //
 // Ownership. A pool is a live object (locks, open files) built on a ContainmentConfig, which stays
-// a plain value; whoever runs cells owns one (CellHost) and hands it to MakeContainment and
-// SweepOrphanedCells. One pool per owner: two in one process are two owners, each with its locks.
+// a plain value; whoever runs cells owns one (CellHost), sweeps it once at start (Sweep, beside
+// SweepOrphanedCells for per-cell directories) and hands it to MakeContainment, which passes it on
+// to the cgroup backends as a pointer: containment.cc never includes this header, so the two files
+// do not depend on each other. One pool per owner: two in one process are two owners.
 //
 // The sweeper (Sweep) kills the processes of every slot it can lock that is not empty: the trees
 // of crashed owners. A slot held by a live owner cannot be locked and is never touched.

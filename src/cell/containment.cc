@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstring>
 
-#include "cell/cgroup_pool.h"
 #include "sys/proc.h"
 
 namespace corral {
@@ -272,8 +271,8 @@ int KillProcsIn(const std::string& dir) {
 
 }  // namespace
 
-int SweepOrphanedCells(const ContainmentConfig& config, CgroupPool* pool) {
-  int killed = pool != nullptr ? pool->Sweep() : 0;
+int SweepOrphanedCells(const ContainmentConfig& config) {
+  int killed = 0;
   for (const std::string* root :
        {&config.v2_root, &config.v1_pids_root, &config.v1_memory_root, &config.v1_cpuacct_root}) {
     for (const std::string& name : DeadOwnersCells(*root)) {

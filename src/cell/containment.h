@@ -62,10 +62,10 @@ struct ContainmentConfig {
 Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> forced,
                                             const std::string& cgroup_root = "corral");
 
-// Kills and removes cell directories whose owner process is gone, and with `pool` (the caller's,
-// or nullptr) the pool slots no live owner holds (CgroupPool::Sweep). Returns how many processes
-// it killed. Cheap when there is nothing to do (one readdir per root).
-int SweepOrphanedCells(const ContainmentConfig& config, CgroupPool* pool);
+// Kills and removes per-cell directories whose owner process is gone. Returns how many processes
+// it killed. Cheap when there is nothing to do (one readdir per root). The pool's slots are swept
+// by the pool (CgroupPool::Sweep): this file knows the pool only as a pointer it passes on.
+int SweepOrphanedCells(const ContainmentConfig& config);
 
 // Tree-wide accounting read when a cell closes.
 struct CellStats {
