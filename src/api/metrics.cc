@@ -36,11 +36,16 @@ const char* TypeName(int t) {
   std::abort();
 }
 
-std::string EscapeHelp(const std::string& s) {
+// The text format's escapes: backslash and newline everywhere, and inside a label value (`quotes`)
+// the double quote too.
+std::string Escape(const std::string& s, bool quotes) {
   std::string out;
+  out.reserve(s.size());
   for (char c : s) {
     if (c == '\\') {
       out += "\\\\";
+    } else if (c == '"' && quotes) {
+      out += "\\\"";
     } else if (c == '\n') {
       out += "\\n";
     } else {
@@ -150,22 +155,7 @@ std::string FormatValue(double v) {
   return buf;
 }
 
-std::string EscapeLabelValue(const std::string& v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+std::string EscapeLabelValue(const std::string& v) { return Escape(v, /*quotes=*/true); }
 
 bool ValidMetricName(const std::string& n) {
   if (n.empty()) return false;
@@ -270,7 +260,7 @@ std::string Registry::Render() const {
   std::string out;
   std::vector<std::pair<std::string, uint64_t>> drops;
   for (const auto& e : entries_) {
-    out += "# HELP " + e->name + ' ' + EscapeHelp(e->help) + '\n';
+    out += "# HELP " + e->name + ' ' + Escape(e->help, /*quotes=*/false) + '\n';
     out += "# TYPE " + e->name + ' ' + TypeName(e->type) + '\n';
     switch (e->type) {
       case kCounter:
