@@ -36,11 +36,16 @@ const char* TypeName(int t) {
   std::abort();
 }
 
-std::string EscapeHelp(const std::string& s) {
+// The text format's escapes: backslash and newline everywhere, and inside a label value (`quotes`)
+// the double quote too.
+std::string Escape(const std::string& s, bool quotes) {
   std::string out;
+  out.reserve(s.size());
   for (char c : s) {
     if (c == '\\') {
       out += "\\\\";
+    } else if (c == '"' && quotes) {
+      out += "\\\"";
     } else if (c == '\n') {
       out += "\\n";
     } else {
@@ -150,22 +155,7 @@ std::string FormatValue(double v) {
   return buf;
 }
 
-std::string EscapeLabelValue(const std::string& v) {
-  std::string out;
-  out.reserve(v.size());
-  for (char c : v) {
-    if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
+std::string EscapeLabelValue(const std::string& v) { return Escape(v, /*quotes=*/true); }
 
 bool ValidMetricName(const std::string& n) {
   if (n.empty()) return false;
@@ -187,8 +177,9 @@ bool ValidLabelName(const std::string& n) {
 Registry::Registry() = default;
 Registry::~Registry() = default;
 
-Registry::Entry* Registry::Find(const std::string& name, int type,
-                                const std::vector<std::string>& labels) {
+Registry::Entry& Registry::FindOrAdd(const std::string& name, const std::string& help, int type,
+                                     const std::vector<std::string>& labels,
+                                     const std::function<void(Entry*)>& make) {
   if (!ValidMetricName(name)) Die("invalid metric name '" + name + "'");
   for (const std::string& l : labels) {
     if (!ValidLabelName(l)) Die("invalid label name '" + l + "' on " + name);
@@ -198,83 +189,70 @@ Registry::Entry* Registry::Find(const std::string& name, int type,
     if (e->type != type || e->labels != labels) {
       Die("'" + name + "' registered twice with a different type or labels");
     }
-    return e.get();
+    return *e;
   }
-  return nullptr;
-}
-
-Registry::Entry& Registry::Insert(std::unique_ptr<Entry> e) {
+  auto e = std::make_unique<Entry>(name, help, type, labels);
+  if (make) make(e.get());
   entries_.push_back(std::move(e));
   return *entries_.back();
 }
 
 Counter& Registry::AddCounter(const std::string& name, const std::string& help) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Entry* e = Find(name, kCounter, {})) return *e->counter;
-  auto e = std::make_unique<Entry>(name, help, kCounter, std::vector<std::string>{});
-  e->counter = std::make_unique<Counter>();
-  return *Insert(std::move(e)).counter;
+  return *FindOrAdd(name, help, kCounter, {}, [](Entry* e) {
+            e->counter = std::make_unique<Counter>();
+          }).counter;
 }
 
 Gauge& Registry::AddGauge(const std::string& name, const std::string& help) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Entry* e = Find(name, kGauge, {})) return *e->gauge;
-  auto e = std::make_unique<Entry>(name, help, kGauge, std::vector<std::string>{});
-  e->gauge = std::make_unique<Gauge>();
-  return *Insert(std::move(e)).gauge;
+  return *FindOrAdd(name, help, kGauge, {}, [](Entry* e) {
+            e->gauge = std::make_unique<Gauge>();
+          }).gauge;
 }
 
 Histogram& Registry::AddHistogram(const std::string& name, const std::string& help,
                                   std::vector<double> bounds) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Entry* e = Find(name, kHistogram, {})) return *e->histogram;
-  auto e = std::make_unique<Entry>(name, help, kHistogram, std::vector<std::string>{});
-  e->histogram = std::make_unique<Histogram>(std::move(bounds));
-  return *Insert(std::move(e)).histogram;
+  return *FindOrAdd(name, help, kHistogram, {}, [&](Entry* e) {
+            e->histogram = std::make_unique<Histogram>(std::move(bounds));
+          }).histogram;
 }
 
 Family<Counter>& Registry::AddCounterFamily(const std::string& name, const std::string& help,
                                             std::vector<std::string> labels, size_t max_series) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Entry* e = Find(name, kCounterFamily, labels)) return *e->counters;
-  auto e = std::make_unique<Entry>(name, help, kCounterFamily, labels);
-  e->counters = std::make_unique<Family<Counter>>(std::move(labels), max_series,
-                                                  [] { return std::make_unique<Counter>(); });
-  return *Insert(std::move(e)).counters;
+  return *FindOrAdd(name, help, kCounterFamily, labels, [&](Entry* e) {
+            e->counters = std::make_unique<Family<Counter>>(
+                std::move(labels), max_series, [] { return std::make_unique<Counter>(); });
+          }).counters;
 }
 
 Family<Gauge>& Registry::AddGaugeFamily(const std::string& name, const std::string& help,
                                         std::vector<std::string> labels, size_t max_series) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Entry* e = Find(name, kGaugeFamily, labels)) return *e->gauges;
-  auto e = std::make_unique<Entry>(name, help, kGaugeFamily, labels);
-  e->gauges = std::make_unique<Family<Gauge>>(std::move(labels), max_series,
-                                              [] { return std::make_unique<Gauge>(); });
-  return *Insert(std::move(e)).gauges;
+  return *FindOrAdd(name, help, kGaugeFamily, labels, [&](Entry* e) {
+            e->gauges = std::make_unique<Family<Gauge>>(std::move(labels), max_series,
+                                                        [] { return std::make_unique<Gauge>(); });
+          }).gauges;
 }
 
 Family<Histogram>& Registry::AddHistogramFamily(const std::string& name, const std::string& help,
                                                 std::vector<std::string> labels, size_t max_series,
                                                 std::vector<double> bounds) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Entry* e = Find(name, kHistogramFamily, labels)) return *e->histograms;
-  auto e = std::make_unique<Entry>(name, help, kHistogramFamily, labels);
-  Histogram check(bounds);  // dies now, not at first use, on bad bounds
-  e->histograms = std::make_unique<Family<Histogram>>(
-      std::move(labels), max_series, [bounds] { return std::make_unique<Histogram>(bounds); });
-  return *Insert(std::move(e)).histograms;
+  return *FindOrAdd(name, help, kHistogramFamily, labels, [&](Entry* e) {
+            Histogram check(bounds);  // dies now, not at first use, on bad bounds
+            e->histograms = std::make_unique<Family<Histogram>>(
+                std::move(labels), max_series,
+                [bounds] { return std::make_unique<Histogram>(bounds); });
+          }).histograms;
 }
 
 void Registry::AddCallbackGauge(const std::string& name, const std::string& help,
                                 std::function<double()> fn) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (Entry* e = Find(name, kCallback, {})) {
-    e->callback = std::move(fn);
-    return;
-  }
-  auto e = std::make_unique<Entry>(name, help, kCallback, std::vector<std::string>{});
-  e->callback = std::move(fn);
-  Insert(std::move(e));
+  FindOrAdd(name, help, kCallback, {}, nullptr).callback = std::move(fn);  // a second one replaces
 }
 
 std::string Registry::Render() const {
@@ -282,7 +260,7 @@ std::string Registry::Render() const {
   std::string out;
   std::vector<std::pair<std::string, uint64_t>> drops;
   for (const auto& e : entries_) {
-    out += "# HELP " + e->name + ' ' + EscapeHelp(e->help) + '\n';
+    out += "# HELP " + e->name + ' ' + Escape(e->help, /*quotes=*/false) + '\n';
     out += "# TYPE " + e->name + ' ' + TypeName(e->type) + '\n';
     switch (e->type) {
       case kCounter:

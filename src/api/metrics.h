@@ -166,8 +166,10 @@ class Registry {
 
  private:
   struct Entry;
-  Entry* Find(const std::string& name, int type, const std::vector<std::string>& labels);
-  Entry& Insert(std::unique_ptr<Entry> e);
+  // The entry registered as `name`, made and handed to `make` on first use. Dies on a bad name or
+  // label, or on a name registered before with another type or labels. Called under mu_.
+  Entry& FindOrAdd(const std::string& name, const std::string& help, int type,
+                   const std::vector<std::string>& labels, const std::function<void(Entry*)>& make);
 
   mutable std::mutex mu_;
   std::vector<std::unique_ptr<Entry>> entries_;

@@ -45,14 +45,27 @@ class TempDir {
   std::string path_;
 };
 
+sockaddr_un UnixAddress(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+  return addr;
+}
+
+// A stream socket bound at `path`, not listening; invalid if bind() failed.
+UniqueFd BoundSocket(const std::string& path) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr = UnixAddress(path);
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) fd.reset();
+  return fd;
+}
+
 // A raw client: non-blocking socket, reads assembled into lines by the test.
 class RawClient {
  public:
   explicit RawClient(const std::string& path) {
     fd_ = UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
+    sockaddr_un addr = UnixAddress(path);
     connected_ = ::connect(fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
   }
   bool connected() const { return connected_; }
@@ -268,11 +281,8 @@ TEST_F(UnixServerTest, LiveListenerWithoutLockIsRefusedToo) {
   // Something else (not holding our lock) listening on the path: the connect() probe finds it.
   server_.reset();
   std::string path = dir_.path() + "/other.sock";
-  UniqueFd other(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  ASSERT_EQ(::bind(other.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  UniqueFd other = BoundSocket(path);
+  ASSERT_TRUE(other.valid());
   ASSERT_EQ(::listen(other.get(), 4), 0);
   auto s = UnixServer::Start(loop_.get(), WithPath(path));
   ASSERT_FALSE(s.ok());
@@ -284,14 +294,8 @@ TEST_F(UnixServerTest, LiveListenerWithoutLockIsRefusedToo) {
 TEST_F(UnixServerTest, StaleSocketIsReplaced) {
   server_.reset();
   std::string path = dir_.path() + "/stale.sock";
-  {
-    // A dead daemon's socket: bound, then closed without unlink.
-    UniqueFd dead(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-    ASSERT_EQ(::bind(dead.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  }
+  // A dead daemon's socket: bound, then closed (the temporary goes) without unlink.
+  ASSERT_TRUE(BoundSocket(path).valid());
   auto s = UnixServer::Start(loop_.get(), WithPath(path));
   ASSERT_TRUE(s.ok()) << s.error().message();
   server_ = std::move(s).value();

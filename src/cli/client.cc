@@ -102,13 +102,18 @@ jsonrpc::json SpecToParams(const CellSpec& spec) {
 
 }  // namespace
 
-std::optional<jsonrpc::json> ClientCellParams(const char* verb, int argc, char** argv,
-                                              CellFlags* flags) {
+std::optional<jsonrpc::json> ClientCellParams(const char* verb, const char* help, int argc,
+                                              char** argv, CellFlags* flags, int* exit_code) {
+  *exit_code = kExitCorralError;
   if (auto err = ParseCellFlags(argc, argv, /*allow_containment=*/false, flags)) {
     std::fprintf(stderr, "corral %s: %s\n(see `corral %s --help`)\n", verb, err->c_str(), verb);
     return std::nullopt;
   }
-  if (flags->help) return jsonrpc::json::object();
+  if (flags->help) {
+    std::fputs(help, stdout);
+    *exit_code = 0;
+    return std::nullopt;
+  }
   jsonrpc::json params = SpecToParams(flags->spec);
   if (flags->spec.stdin_mode == StdinMode::kFile) {
     auto data = ReadSmallFile(flags->spec.stdin_data, 64 << 20);
@@ -121,13 +126,16 @@ std::optional<jsonrpc::json> ClientCellParams(const char* verb, int argc, char**
   return params;
 }
 
+int Usage(const char* text, bool asked) {
+  std::fputs(text, asked ? stdout : stderr);
+  return asked ? 0 : kExitCorralError;
+}
+
 int TaskIdCommand(const char* verb, const char* help, int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
   bool json = argc == 3 && std::string(argv[2]) == "--json";
   if ((argc != 2 && !json) || std::string(argv[1]).rfind("-", 0) == 0) {
-    bool asked = argc == 2 && std::string(argv[1]) == "--help";
-    std::fputs(help, asked ? stdout : stderr);
-    return asked ? 0 : kExitCorralError;
+    return Usage(help, argc == 2 && std::string(argv[1]) == "--help");
   }
   int code = 0;
   auto r = CallOnce(verb, socket, verb, {{"id", argv[1]}}, &code);

@@ -22,10 +22,14 @@ std::optional<jsonrpc::json> CallOnce(const char* verb, const std::string& socke
                                       int* exit_code);
 // The options of `corral run` parsed for a daemon client (exec, start, submit) into the params of
 // its request: the command as `corral run` would run it here (this working directory, environment
-// and umask; a --stdin file read now). On bad input prints "corral VERB: ..." and returns
-// nullopt. With --help, flags->help is set and the params are not built.
-std::optional<jsonrpc::json> ClientCellParams(const char* verb, int argc, char** argv,
-                                              CellFlags* flags);
+// and umask; a --stdin file read now). Returns nullopt, as CallOnce does, when there is nothing to
+// send: after --help (`help` printed to stdout, *exit_code 0) or bad input ("corral VERB: ..."
+// printed, *exit_code 125).
+std::optional<jsonrpc::json> ClientCellParams(const char* verb, const char* help, int argc,
+                                              char** argv, CellFlags* flags, int* exit_code);
+// Prints a command's usage text: to stdout when it was `asked` for (--help; returns 0), to stderr
+// after bad usage (returns 125).
+int Usage(const char* text, bool asked);
 // `corral VERB [--socket PATH] ID [--json]` for the task methods that take one id and answer
 // {id, state}: prints "ID STATE" (or the JSON), or `help` on bad usage.
 int TaskIdCommand(const char* verb, const char* help, int argc, char** argv);

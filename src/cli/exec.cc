@@ -43,14 +43,10 @@ bool Drain(UnixClient* c, const std::string& id, const char* stream, uint64_t* o
 int Exec(int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
   CellFlags flags;
-  auto cell = ClientCellParams("exec", argc, argv, &flags);
-  if (!cell) return kExitCorralError;
-  if (flags.help) {
-    std::fputs(kHelp, stdout);
-    return 0;
-  }
-  const jsonrpc::json& params = *cell;
   int code = 0;
+  auto cell = ClientCellParams("exec", kHelp, argc, argv, &flags, &code);
+  if (!cell) return code;
+  const jsonrpc::json& params = *cell;
   if (flags.json) {
     auto r = CallOnce("exec", socket, "run", params, &code);
     if (!r) return code;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <type_traits>
 
 #include "cell/isolation.h"
 
@@ -75,6 +76,12 @@ std::optional<uint64_t> ParseBytes(const std::string& s) {
   return static_cast<uint64_t>(v) * scale;
 }
 
+OptionArg SplitOption(const std::string& arg) {
+  size_t eq = arg.find('=');
+  if (eq == std::string::npos || arg.rfind("--", 0) != 0) return {arg, std::nullopt};
+  return {arg.substr(0, eq), arg.substr(eq + 1)};
+}
+
 std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_containment,
                                           CellFlags* out) {
   CellSpec& spec = out->spec;
@@ -92,37 +99,31 @@ std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_cont
       break;
     }
     if (arg.size() < 2 || arg[0] != '-') break;  // the command starts here
-    std::string name = arg, value;
-    bool has_inline = false;
-    if (size_t eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
-      name = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      has_inline = true;
-    }
+    const OptionArg opt = SplitOption(arg);
+    const std::string& name = opt.name;
     auto need = [&](std::string* v) -> std::optional<std::string> {
-      if (has_inline) {
-        *v = value;
+      if (opt.inline_value) {
+        *v = *opt.inline_value;
         return std::nullopt;
       }
       if (i + 1 >= argc) return name + " needs a value";
       *v = argv[++i];
       return std::nullopt;
     };
-    auto duration = [&](int64_t* dst) -> std::optional<std::string> {
+    // The value read by `parse` into *dst, or "NAME: 'VALUE' is not WHAT".
+    auto parsed = [&](auto* dst, auto parse, const char* what) -> std::optional<std::string> {
       std::string v;
       if (auto e = need(&v)) return e;
-      auto d = ParseDurationNs(v);
-      if (!d) return name + ": '" + v + "' is not a duration (use 500ms, 30s, 2m, 1h or seconds)";
-      *dst = *d;
+      auto p = parse(v);
+      if (!p) return name + ": '" + v + "' is not " + what;
+      *dst = static_cast<std::remove_pointer_t<decltype(dst)>>(*p);
       return std::nullopt;
     };
-    auto bytes = [&](uint64_t* dst) -> std::optional<std::string> {
-      std::string v;
-      if (auto e = need(&v)) return e;
-      auto b = ParseBytes(v);
-      if (!b) return name + ": '" + v + "' is not a size (use bytes or K, M, G suffixes)";
-      *dst = *b;
-      return std::nullopt;
+    auto duration = [&](int64_t* dst) {
+      return parsed(dst, ParseDurationNs, "a duration (use 500ms, 30s, 2m, 1h or seconds)");
+    };
+    auto bytes = [&](uint64_t* dst) {
+      return parsed(dst, ParseBytes, "a size (use bytes or K, M, G suffixes)");
     };
     std::optional<std::string> err;
     if (name == "-h" || name == "--help") {
@@ -140,15 +141,10 @@ std::optional<std::string> ParseCellFlags(int argc, char** argv, bool allow_cont
     } else if (name == "--max-output") {
       err = bytes(&spec.max_output_bytes);
     } else if (name == "--pids") {
-      std::string v;
-      err = need(&v);
-      if (!err) {
-        auto n = ParseInteger(v, 1, 4194304);  // PID_MAX_LIMIT
-        if (!n)
-          err = "--pids: '" + v + "' is not a number of processes from 1 to 4194304";
-        else
-          spec.limits.pids = static_cast<uint64_t>(*n);
-      }
+      auto pids = [](const std::string& v) {
+        return ParseInteger(v, 1, 4194304);
+      };  // PID_MAX_LIMIT
+      err = parsed(&spec.limits.pids, pids, "a number of processes from 1 to 4194304");
     } else if (name == "--cpu") {
       int64_t ns = 0;
       err = duration(&ns);

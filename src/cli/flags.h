@@ -19,6 +19,14 @@ std::optional<int64_t> ParseInteger(const std::string& s, int64_t min, int64_t m
 // A finite decimal number >= 0 ("0.8", "2"); nan, inf and trailing text are refused.
 std::optional<double> ParseNonNegative(const std::string& s);
 
+// An option as given: "--name=value" carries its value; "--name" and "-x" do not (a value, if the
+// option takes one, is the next argument).
+struct OptionArg {
+  std::string name;
+  std::optional<std::string> inline_value;
+};
+OptionArg SplitOption(const std::string& arg);
+
 // The options `run` and `exec` share, parsed into a CellSpec. Parsing stops at `--` or at the
 // first argument that is not an option; the rest is the command.
 struct CellFlags {

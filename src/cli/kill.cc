@@ -7,6 +7,14 @@
 #include "cli/commands.h"
 
 namespace corral::cli {
+namespace {
+
+constexpr const char* kUsage = R"(usage: corral kill [--socket PATH] [--signal SIG] ID
+
+Ends cell ID's whole tree (SIGTERM, grace, SIGKILL), or with --signal sends SIG to every process.
+)";
+
+}  // namespace
 
 int Kill(int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
@@ -19,13 +27,8 @@ int Kill(int argc, char** argv) {
       sig = a.substr(9);
     else if (a[0] != '-' && id.empty())
       id = a;
-    else {
-      std::fputs(
-          "usage: corral kill [--socket PATH] [--signal SIG] ID\n\nEnds cell ID's whole "
-          "tree (SIGTERM, grace, SIGKILL), or with --signal sends SIG to every process.\n",
-          a == "--help" ? stdout : stderr);
-      return a == "--help" ? 0 : kExitCorralError;
-    }
+    else
+      return Usage(kUsage, a == "--help");
   }
   if (id.empty()) {
     std::fputs("corral kill: which cell? (corral kill ID; see `corral ps`)\n", stderr);

@@ -12,6 +12,12 @@
 namespace corral::cli {
 namespace {
 
+constexpr const char* kUsage =
+    "usage: corral logs [--socket PATH] [--stderr] [--follow] [--attempt N] ID\n\nPrints "
+    "cell ID's output (stdout, or stderr with --stderr); --follow keeps printing until "
+    "it ends.\nFor a task (t-N): its latest attempt, or attempt N; --follow goes on "
+    "through retries until the task is finished.\n";
+
 // One call to `method` (output, task_output) whose bytes are printed as they come; its result,
 // or nullopt once the error has been said.
 struct Chunk {
@@ -91,15 +97,8 @@ int Logs(int argc, char** argv) {
       attempt = *n;
     } else if (a[0] != '-' && id.empty())
       id = a;
-    else {
-      std::fputs(
-          "usage: corral logs [--socket PATH] [--stderr] [--follow] [--attempt N] ID\n\nPrints "
-          "cell ID's output (stdout, or stderr with --stderr); --follow keeps printing until "
-          "it ends.\nFor a task (t-N): its latest attempt, or attempt N; --follow goes on "
-          "through retries until the task is finished.\n",
-          a == "--help" ? stdout : stderr);
-      return a == "--help" ? 0 : kExitCorralError;
-    }
+    else
+      return Usage(kUsage, a == "--help");
   }
   if (id.empty()) {
     std::fputs("corral logs: which cell? (corral logs ID; see `corral ps`)\n", stderr);

@@ -91,11 +91,11 @@ std::optional<std::string> ParseFlags(int argc, char** argv, McpFlags* f) {
   McpOptions& o = f->options;
   bool env_pass_given = false;
   for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i], value;
-    if (size_t eq = arg.find('='); eq != std::string::npos && arg.rfind("--", 0) == 0) {
-      value = arg.substr(eq + 1);
-      arg = arg.substr(0, eq);
-    } else if (arg != "--help" && arg != "-h" && arg != "--verbose" && arg != "--isolate") {
+    const OptionArg opt = SplitOption(argv[i]);
+    const std::string& arg = opt.name;
+    std::string value = opt.inline_value.value_or("");
+    if (!opt.inline_value && arg != "--help" && arg != "-h" && arg != "--verbose" &&
+        arg != "--isolate") {
       if (i + 1 >= argc) return arg + " needs a value";
       value = argv[++i];
     }

@@ -7,21 +7,23 @@
 #include "cli/flags.h"
 
 namespace corral::cli {
+namespace {
+
+constexpr const char* kHelp = R"(usage: corral start [--socket PATH] [OPTIONS] -- CMD [ARG...]
+
+Starts CMD in a cell of the daemon and prints its id. Options as `corral run`, and
+like it the command gets your working directory, environment and umask.
+Follow with `corral wait ID`, `corral logs ID [--follow]`, `corral kill ID`.
+)";
+
+}  // namespace
 
 int Start(int argc, char** argv) {
   std::string socket = TakeSocketFlag(&argc, argv);
   CellFlags flags;
-  auto params = ClientCellParams("start", argc, argv, &flags);
-  if (!params) return kExitCorralError;
-  if (flags.help) {
-    std::puts(
-        "usage: corral start [--socket PATH] [OPTIONS] -- CMD [ARG...]\n\n"
-        "Starts CMD in a cell of the daemon and prints its id. Options as `corral run`, and\n"
-        "like it the command gets your working directory, environment and umask.\n"
-        "Follow with `corral wait ID`, `corral logs ID [--follow]`, `corral kill ID`.");
-    return 0;
-  }
   int code = 0;
+  auto params = ClientCellParams("start", kHelp, argc, argv, &flags, &code);
+  if (!params) return code;
   auto r = CallOnce("start", socket, "start", *params, &code);
   if (!r) return code;
   std::printf("%s\n", (*r)["id"].get<std::string>().c_str());

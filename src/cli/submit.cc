@@ -51,13 +51,8 @@ int Submit(int argc, char** argv) {
   for (; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--") break;
-    std::string name = a, value;
-    bool inline_value = false;
-    if (size_t eq = a.find('='); eq != std::string::npos && a.rfind("--", 0) == 0) {
-      name = a.substr(0, eq);
-      value = a.substr(eq + 1);
-      inline_value = true;
-    }
+    const OptionArg opt = SplitOption(a);
+    const std::string& name = opt.name;
     bool ours = name == "--retries" || name == "--backoff" || name == "--group" ||
                 name == "--priority" || name == "--key";
     if (name == "--json") {
@@ -68,9 +63,13 @@ int Submit(int argc, char** argv) {
       rest.push_back(argv[i]);
       continue;
     }
-    if (!inline_value) {
-      if (i + 1 >= argc) return Fail(name + " needs a value");
+    std::string value;
+    if (opt.inline_value) {
+      value = *opt.inline_value;
+    } else if (i + 1 < argc) {
       value = argv[++i];
+    } else {
+      return Fail(name + " needs a value");
     }
     if (name == "--retries" || name == "--priority") {
       bool retries = name == "--retries";
@@ -94,14 +93,11 @@ int Submit(int argc, char** argv) {
   }
   for (; i < argc; ++i) rest.push_back(argv[i]);
   CellFlags flags;
-  auto params = ClientCellParams("submit", static_cast<int>(rest.size()), rest.data(), &flags);
-  if (!params) return kExitCorralError;
-  if (flags.help) {
-    std::fputs(kHelp, stdout);
-    return 0;
-  }
-  params->update(queue);
   int code = 0;
+  auto params =
+      ClientCellParams("submit", kHelp, static_cast<int>(rest.size()), rest.data(), &flags, &code);
+  if (!params) return code;
+  params->update(queue);
   auto r = CallOnce("submit", socket, "submit", *params, &code);
   if (!r) return code;
   if (json_out || flags.json) {

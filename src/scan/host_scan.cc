@@ -208,12 +208,9 @@ struct Pids {
 std::vector<std::pair<std::string, std::string>> PidsHierarchies(int procfd) {
   std::vector<std::pair<std::string, std::string>> out;  // (mount point, "v1"|"v2")
   std::string info = ReadAtString(procfd, "self/mountinfo", 256 * 1024);
-  size_t pos = 0;
-  while (pos < info.size()) {
-    size_t eol = info.find('\n', pos);
-    if (eol == std::string::npos) eol = info.size();
-    std::string line = info.substr(pos, eol - pos);
-    pos = eol + 1;
+  std::string_view rest = info, each;
+  while (NextLine(&rest, &each)) {
+    std::string line(each);
     size_t dash = line.find(" - ");
     if (dash == std::string::npos) continue;
     // Fields before " - ": id parent maj:min root mountpoint ...; after: fstype source superopts.

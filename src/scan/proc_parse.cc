@@ -6,12 +6,8 @@ namespace corral::scan {
 
 Result<NofileLimit> ParseNofileLimit(std::string_view text) {
   constexpr std::string_view kKey = "Max open files";
-  size_t pos = 0;
-  while (pos < text.size()) {
-    size_t eol = text.find('\n', pos);
-    if (eol == std::string_view::npos) eol = text.size();
-    std::string_view line = text.substr(pos, eol - pos);
-    pos = eol + 1;
+  std::string_view rest = text, line;
+  while (NextLine(&rest, &line)) {
     if (line.substr(0, kKey.size()) != kKey) continue;
     std::string_view rest = line.substr(kKey.size());
     std::string_view soft, hard;

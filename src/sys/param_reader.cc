@@ -59,16 +59,21 @@ bool ParamReader::CheckString(const std::string& s, const std::string& field) {
   return true;
 }
 
+const std::string* ParamReader::AsString(const json& v, const std::string& field) {
+  if (!v.is_string()) {
+    Fail(field + " must be a string, not " + v.type_name());
+    return nullptr;
+  }
+  const std::string& s = v.get_ref<const std::string&>();
+  return CheckString(s, field) ? &s : nullptr;
+}
+
 std::optional<std::string> ParamReader::String(std::string_view key, bool required) {
   const json* v = Get(key, required);
   if (v == nullptr) return std::nullopt;
-  if (!v->is_string()) {
-    Fail(Field(key) + " must be a string, not " + v->type_name());
-    return std::nullopt;
-  }
-  const std::string& s = v->get_ref<const std::string&>();
-  if (!CheckString(s, Field(key))) return std::nullopt;
-  return s;
+  const std::string* s = AsString(*v, Field(key));
+  if (s == nullptr) return std::nullopt;
+  return *s;
 }
 
 std::optional<bool> ParamReader::Bool(std::string_view key, bool required) {
@@ -154,14 +159,9 @@ std::optional<std::vector<std::string>> ParamReader::StringArray(std::string_vie
   std::vector<std::string> out;
   out.reserve(v->size());
   for (size_t i = 0; i < v->size(); ++i) {
-    const json& e = (*v)[i];
-    std::string field = Field(key) + "[" + std::to_string(i) + "]";
-    if (!e.is_string()) {
-      Fail(field + " must be a string, not " + e.type_name());
-      return std::nullopt;
-    }
-    if (!CheckString(e.get_ref<const std::string&>(), field)) return std::nullopt;
-    out.push_back(e.get<std::string>());
+    const std::string* s = AsString((*v)[i], Field(key) + "[" + std::to_string(i) + "]");
+    if (s == nullptr) return std::nullopt;
+    out.push_back(*s);
   }
   return out;
 }
@@ -176,14 +176,9 @@ std::optional<std::map<std::string, std::string>> ParamReader::StringMap(std::st
   }
   std::map<std::string, std::string> out;
   for (const auto& [k, e] : v->items()) {
-    std::string field = Field(key) + "." + k;
-    if (!e.is_string()) {
-      Fail(field + " must be a string, not " + e.type_name());
-      return std::nullopt;
-    }
-    if (!CheckString(k, Field(key) + " key `" + k + "`")) return std::nullopt;
-    if (!CheckString(e.get_ref<const std::string&>(), field)) return std::nullopt;
-    out.emplace(k, e.get<std::string>());
+    const std::string* s = AsString(e, Field(key) + "." + k);
+    if (s == nullptr || !CheckString(k, Field(key) + " key `" + k + "`")) return std::nullopt;
+    out.emplace(k, *s);
   }
   return out;
 }

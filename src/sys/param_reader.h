@@ -75,6 +75,8 @@ class ParamReader {
   // failure, so nothing reads past the first error.
   const json* Get(std::string_view key, bool required);
   bool CheckString(const std::string& s, const std::string& field);
+  // v's string, or nullptr once the failure is recorded (not a string, or holds a NUL byte).
+  const std::string* AsString(const nlohmann::json& v, const std::string& field);
 
   const json* obj_ = nullptr;  // nullptr: absent (reads as empty) or not an object (failed)
   bool present_ = false;

@@ -29,6 +29,14 @@ bool NextProcToken(std::string_view* rest, std::string_view* tok) {
   return !tok->empty();
 }
 
+bool NextLine(std::string_view* rest, std::string_view* line) {
+  if (rest->empty()) return false;
+  size_t eol = rest->find('\n');
+  *line = rest->substr(0, eol);
+  rest->remove_prefix(eol == std::string_view::npos ? rest->size() : eol + 1);
+  return true;
+}
+
 namespace {
 
 bool ParseI64(std::string_view s, int64_t* out) {

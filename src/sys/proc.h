@@ -39,6 +39,8 @@ bool ParseU64(std::string_view s, uint64_t* out);
 Error ProcParseError(std::string_view what, std::string_view text);
 // Splits off the next space-separated token of `rest` (single spaces, as the kernel writes them).
 bool NextProcToken(std::string_view* rest, std::string_view* tok);
+// Splits off the next line of `rest`, without its '\n'; false once `rest` is empty.
+bool NextLine(std::string_view* rest, std::string_view* line);
 // The fields of `text` separated by any of `seps`, empty fields dropped. For kernel files:
 // iostreams would pull libstdc++'s locale machinery into every corral start.
 std::vector<std::string_view> SplitFields(std::string_view text, std::string_view seps = " \t\n");
