@@ -12,6 +12,7 @@ duration=${1:-60}
 shift || true
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCORRAL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build-fuzz -j"$(nproc)"
+((duration > 0)) || exit 0  # scripts/fuzz.sh 0: build only
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   for f in src/*/*_fuzz.cc; do targets+=("$(basename "$f" .cc)"); done
