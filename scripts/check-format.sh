@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mapfile -t files < <(git ls-files --cached --others --exclude-standard -- \
   'src/*.cc' 'src/*.h' 'src/*.c' 'tests/*.cc' 'tests/*.h' 'tests/*.c' \
-  'bench/*.cc' 'bench/*.h' 'bench/*.c')
+  'bench/*.cc' 'bench/*.h' 'bench/*.c' | while read -r f; do [ -e "$f" ] && echo "$f"; done)
 if [ "${1:-}" = --fix ]; then
   clang-format -i "${files[@]}"
   exit 0

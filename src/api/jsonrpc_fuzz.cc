@@ -8,7 +8,7 @@
 // limit; every byte is accounted for (lines + newlines + dropped); an answer is one line of valid
 // JSON that parses back as what was serialized.
 //
-// Run: scripts/fuzz.sh 60 jsonrpc_fuzz (builds build-fuzz/ with clang; see docs/coding-guidelines.md).
+// Run: scripts/fuzz.sh 60 jsonrpc_fuzz (builds build-fuzz/ with clang; docs/coding-guidelines.md).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -51,8 +51,8 @@ void ReadParams(const Request& req) {
   (void)limits.Integer("pids", /*min=*/1, /*max=*/4194304);
   (void)limits.Number("cpu_s", /*min=*/0);
   (void)p.Raw("id");
-  p.RejectUnknown({"argv", "shell", "env", "clear_env", "timeout_s", "max_output_bytes", "limits",
-                   "id"});
+  p.RejectUnknown(
+      {"argv", "shell", "env", "clear_env", "timeout_s", "max_output_bytes", "limits", "id"});
   if (!p.ok()) CheckAnswer(MakeError(req.id, p.error()));
 }
 
