@@ -12,7 +12,7 @@ if [ "${1:-}" = --fix ]; then
   exit 0
 fi
 if ! clang-format --dry-run -Werror "${files[@]}"; then
-  echo "check-format: the files above differ from .clang-format; run scripts/check-format.sh --fix" >&2
+  echo "check-format: the files above differ from .clang-format (scripts/check-format.sh --fix)" >&2
   exit 1
 fi
 echo "check-format: ${#files[@]} files clean"

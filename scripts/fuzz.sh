@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 duration=${1:-60}
 shift || true
-CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCORRAL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCORRAL_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  >/dev/null
 cmake --build build-fuzz -j"$(nproc)"
 ((duration > 0)) || exit 0  # scripts/fuzz.sh 0: build only
 targets=("$@")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The sanitizer pass of the suite (`scripts/test-asan.sh build` only builds): builds corral, its gtests and the test payload with ASan +
-# UBSan (gcc, -DCORRAL_SANITIZE=address) into build-asan/, then runs the gtests and the daemon and
-# queue integration files against that binary. Any report fails the run (UBSan does not recover;
+# The sanitizer pass of the suite (`scripts/test-asan.sh build` only builds): builds corral, its
+# gtests and the test payload (uninstrumented) with ASan + UBSan (gcc, -DCORRAL_SANITIZE=address)
+# into build-asan/, then runs the gtests and the daemon and queue integration files against that
+# binary. Any report fails the run (UBSan does not recover;
 # ASan aborts on the first error and LeakSanitizer fails the process at exit).
 #
 # -O1 -g1: a third of -O2 -g's compile time under ASan (measured on jsonrpc.cc), line numbers
