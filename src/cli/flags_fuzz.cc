@@ -3,8 +3,9 @@
 // into arguments, as the kernel hands them to main(): an argument never holds a NUL.
 //
 // Checked: no crash or sanitizer report (UBSan catches a float-to-int cast out of range); a
-// duration is >= 0; a whole number lies within the bounds asked for; a decimal is finite and
-// >= 0; ParseCellFlags either gives an error sentence or a spec with a command.
+// duration is >= 0; a size never parses from text with a minus sign (it did: " -2" wrapped to
+// 2^64-2, flags_test.cc); a whole number lies within the bounds asked for; a decimal is finite
+// and >= 0; ParseCellFlags either gives an error sentence or a spec with a command.
 //
 // `--profile` arguments are dropped: a profile name may be a file path, and a fuzzer must not
 // read the file system. Run: scripts/fuzz.sh 60 flags_fuzz.
@@ -45,7 +46,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   for (size_t i = 1; i < args.size(); ++i) {
     const std::string& s = args[i];
     if (auto d = ParseDurationNs(s)) Check(*d >= 0, "a duration is not negative");
-    (void)ParseBytes(s);
+    // strtoull wraps "-5" (after any leading space) to 2^64-5: a size never comes from a '-'.
+    if (ParseBytes(s)) Check(s.find('-') == std::string::npos, "a size is not negative");
     if (auto n = ParseInteger(s, 1, 4194304)) Check(*n >= 1 && *n <= 4194304, "within bounds");
     if (auto n = ParseInteger(s, INT64_MIN, INT64_MAX)) (void)n;
     if (auto v = ParseNonNegative(s)) Check(std::isfinite(*v) && *v >= 0, "finite and >= 0");
