@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Installs everything corral's build, tests and benchmarks need on Debian 12, from Debian's
+# Installs everything corral's build, tests and benchmarks need on Debian 12 (clang and its
+# runtimes for the fuzz targets, clang-format and clang-tidy for the checks), from Debian's
 # packages (and npm for the MCP client used by the tests). Idempotent: packages already present
 # are not downloaded again.
 set -euo pipefail
 
 packages=(
   build-essential cmake g++ pkg-config
+  clang libclang-rt-14-dev clang-format clang-tidy
   libgtest-dev googletest nlohmann-json3-dev libsqlite3-dev libpq-dev postgresql
   python3 python3-pytest python3-psutil
   prometheus tini dumb-init bubblewrap hyperfine task-spooler

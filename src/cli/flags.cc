@@ -55,7 +55,10 @@ std::optional<double> ParseNonNegative(const std::string& s) {
 }
 
 std::optional<uint64_t> ParseBytes(const std::string& s) {
-  if (s.empty() || s[0] == '-') return std::nullopt;
+  // strtoull skips leading space and then wraps a '-' ("  -5" is 2^64-5): refuse both.
+  if (s.empty() || s[0] == '-' || std::isspace(static_cast<unsigned char>(s[0]))) {
+    return std::nullopt;
+  }
   char* end = nullptr;
   errno = 0;
   unsigned long long v = std::strtoull(s.c_str(), &end, 10);

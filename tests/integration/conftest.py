@@ -14,10 +14,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from procutil import (ignored_signals, links, parent_of, proc_state,  # noqa: E402,F401
                       procs_with_env, wait_until, zombie_children)
-
-ROOT = Path(__file__).resolve().parents[2]
-CORRAL = os.environ.get("CORRAL_BIN", str(ROOT / "build" / "corral"))
-PAYLOAD = os.environ.get("CORRAL_PAYLOAD", str(ROOT / "build" / "corral-payload"))
+from daemonutil import (CORRAL, PAYLOAD, ROOT, SANITIZER, Client,  # noqa: E402,F401
+                        Daemon)
 
 
 @pytest.fixture
@@ -33,6 +31,17 @@ def marker(request):
         except ProcessLookupError:
             pass
     assert not left, f"processes left behind by the test: {left}"
+
+
+@pytest.fixture
+def daemon():
+    """A real daemon per test (tests/daemonutil.py); after the test it must stop on SIGTERM with
+    exit 0 and remove its socket."""
+    d = Daemon()
+    yield d
+    d.stop()
+    assert d.proc.returncode == 0, d.text()
+    assert not os.path.exists(d.sock)
 
 
 @pytest.fixture(autouse=True)

@@ -13,99 +13,12 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from conftest import (CORRAL, PAYLOAD, corral, ignored_signals, links, parent_of, procs_with_env,
-                      prometheus_query_until, wait_until, zombie_children)
-
-
-class Daemon:
-    def __init__(self, extra=(), state_dir=None, prefix=(), preexec_fn=None):
-        self.dir = tempfile.mkdtemp(prefix="corral-daemon-")
-        os.chmod(self.dir, 0o755)
-        self.sock = os.path.join(self.dir, "corral.sock")
-        self.state = state_dir or os.path.join(self.dir, "state")
-        self.log = open(os.path.join(self.dir, "log"), "w+b")
-        self.proc = subprocess.Popen(
-            [*prefix, CORRAL, "daemon", "--socket", self.sock, "--state-dir", self.state,
-             "--metrics", "127.0.0.1:0", "--scan-interval", "300ms", *extra],
-            stderr=self.log, preexec_fn=preexec_fn)
-        self.metrics = wait_until(self._metrics_addr, what="daemon to start")
-
-    def _metrics_addr(self):
-        assert self.proc.poll() is None, self.text()
-        m = re.search(rb"metrics http://([0-9.:]+)/metrics", Path(self.log.name).read_bytes())
-        return m and m.group(1).decode()
-
-    def text(self):
-        return Path(self.log.name).read_text(errors="replace")
-
-    def client(self):
-        return Client(self.sock)
-
-    def call(self, method, params=None):
-        with self.client() as c:
-            return c.call(method, params)
-
-    def scrape(self):
-        with urllib.request.urlopen(f"http://{self.metrics}/metrics", timeout=5) as r:
-            return r.read().decode()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Client:
-    def __init__(self, path):
-        self.s = socket.socket(socket.AF_UNIX)
-        self.s.connect(path)
-        self.f = self.s.makefile("rwb")
-        self.n = 0
-
-    def send_raw(self, data):
-        self.s.sendall(data)
-
-    def read(self):
-        line = self.f.readline()
-        return json.loads(line) if line else None
-
-    def call(self, method, params=None):
-        self.n += 1
-        msg = {"jsonrpc": "2.0", "id": self.n, "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.send_raw((json.dumps(msg) + "\n").encode())
-        return self.read()
-
-    def close(self):
-        self.f.close()
-        self.s.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        self.close()
-
-
-@pytest.fixture
-def daemon():
-    d = Daemon()
-    yield d
-    d.stop()
-    assert d.proc.returncode == 0, d.text()
-    assert not os.path.exists(d.sock)
+from conftest import (CORRAL, PAYLOAD, Daemon, corral, ignored_signals, links, parent_of,
+                      procs_with_env, prometheus_query_until, wait_until, zombie_children)
 
 
 def mark(marker):

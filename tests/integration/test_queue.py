@@ -11,17 +11,8 @@ import time
 
 import pytest
 
-from conftest import PAYLOAD, corral, proc_state, procs_with_env, wait_until, zombie_children
-from test_daemon import Daemon
-
-
-@pytest.fixture
-def daemon():
-    d = Daemon()
-    yield d
-    d.stop()
-    assert d.proc.returncode == 0, d.text()
-
+from conftest import (PAYLOAD, Daemon, corral, proc_state, procs_with_env, wait_until,
+                      zombie_children)
 
 @pytest.fixture
 def tmp():

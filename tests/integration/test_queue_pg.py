@@ -16,8 +16,7 @@ import time
 import psutil
 import pytest
 
-from conftest import CORRAL, corral, wait_until
-from test_daemon import Daemon
+from conftest import CORRAL, Daemon, corral, wait_until
 
 PG_BIN = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 N_TASKS = int(os.environ.get("CORRAL_QUEUE_PG_TASKS", "2000"))

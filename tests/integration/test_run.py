@@ -236,15 +236,50 @@ def test_help_teaches_and_doctor_reports():
     assert corral("no-such-subcommand").returncode == 125
 
 
-def test_no_cell_directories_left_behind():
-    for _ in range(20):
-        corral("run", "--", "/bin/true")
-    for root in ["/sys/fs/cgroup/unified/corral", "/sys/fs/cgroup/pids/corral",
-                 "/sys/fs/cgroup/memory/corral"]:
-        if os.path.isdir(root):
-            left = [d for d in os.listdir(root)
-                    if d.startswith("run-") and os.path.isdir(os.path.join(root, d))]
-            assert left == [], left
+def cell_cgroups(stdout):
+    """The cgroup directories a cell's process was in, from its own /proc/self/cgroup: the
+    per-cell "corral/run-PID-N.NS" ones of a cell with limits, "corral/pool/N" of a pooled one.
+    Mapped to paths under /sys/fs/cgroup (v1 by controller name, cgroup2 as "unified")."""
+    dirs = []
+    for line in stdout.decode().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "/corral/" not in path:
+            continue
+        hierarchy = controllers.split(",")[0] if controllers else "unified"
+        dirs.append(f"/sys/fs/cgroup/{hierarchy}{path}")
+    return dirs
+
+
+def test_no_cell_directories_left_behind(marker):
+    """Each cell reports its own cgroups (cat /proc/self/cgroup inside it). Cells with --pids or
+    --memory never use the pool: their per-cell directories must be gone when `corral run`
+    returns. A pooled cell's slot may stay (kept slots are reused) but must hold none of its
+    processes."""
+    if not backend_available("cgroup1") and not backend_available("cgroup2"):
+        pytest.skip("no writable cgroups: pgroup containment makes no directories")
+    for limits in [("--pids", "64"), ("--memory", "256M"), ("--pids", "64", "--memory", "1G"),
+                   ()] * 5:
+        r = corral("run", "--env", f"CORRAL_TEST_MARK={marker}", *limits, "--", "cat",
+                   "/proc/self/cgroup")
+        assert r.returncode == 0, r.stderr
+        dirs = cell_cgroups(r.stdout)
+        assert dirs, f"the cell ran in no corral cgroup: {r.stdout}"
+        # Checked at once: the next `corral run` sweeps what a finished owner left behind.
+        if limits:
+            # While it ran, the limited cell had directories of its own, named after it.
+            assert all("/corral/run-" in d for d in dirs), dirs
+            left = [d for d in dirs if os.path.exists(d)]
+            assert left == [], f"per-cell cgroup directories left behind: {left}"
+            continue
+        for d in dirs:
+            if "/corral/pool/" not in d:
+                assert not os.path.exists(d), f"a pooled cell's own directory left behind: {d}"
+            elif os.path.exists(d):
+                # The slot may be another owner's by now (a daemon, another test): only processes
+                # of this cell would be wrong there. Overflow slots' removal is cell_test.cc's.
+                with open(f"{d}/cgroup.procs") as f:
+                    ours = set(map(int, f.read().split())) & set(procs_with_env(marker))
+                assert not ours, f"processes {ours} of a finished cell still in slot {d}"
 
 
 def test_unprivileged_user_falls_back_to_pgroup(marker):

@@ -1,28 +1,24 @@
 """Helpers and fixtures for the Python client's tests, imported by the test modules: a real
 `corral daemon` (build/corral) on a temp socket, the real client from clients/python, real
-processes. The /proc helpers come from tests/procutil.py. There is no conftest.py here, so
-both suites can run in one pytest invocation (`from conftest import` stays theirs). Every test
-ends by checking that no process carrying its marker is alive and that neither this process nor
+processes. The daemon starter (Daemon) comes from tests/daemonutil.py, shared with
+tests/integration, the /proc helpers from tests/procutil.py. There is no conftest.py here, so both
+suites can run in one pytest invocation (`from conftest import` stays theirs). Every test ends by
+checking that no process carrying its marker is alive and that neither this process nor
 the daemon has a zombie child."""
 
 import os
-import re
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CORRAL = os.environ.get("CORRAL_BIN", str(ROOT / "build" / "corral"))
-PAYLOAD = os.environ.get("CORRAL_PAYLOAD", str(ROOT / "build" / "corral-payload"))
 sys.path.insert(0, str(ROOT / "clients" / "python"))
 sys.path.insert(0, str(ROOT / "tests"))
 from procutil import procs_with_env, wait_until, zombie_children  # noqa: E402,F401
+from daemonutil import CORRAL, PAYLOAD, Daemon  # noqa: E402,F401
 
 
 def kill_pids(pids):
@@ -31,42 +27,6 @@ def kill_pids(pids):
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-class Daemon:
-    """A real `corral daemon` on its own socket and state dir (as tests/integration/
-    test_daemon.py starts it)."""
-
-    def __init__(self, extra=()):
-        self.dir = tempfile.mkdtemp(prefix="corral-pyclient-")
-        os.chmod(self.dir, 0o755)
-        self.sock = os.path.join(self.dir, "corral.sock")
-        self.state = os.path.join(self.dir, "state")
-        self.log = open(os.path.join(self.dir, "log"), "w+b")
-        self.proc = subprocess.Popen(
-            [CORRAL, "daemon", "--socket", self.sock, "--state-dir", self.state,
-             "--metrics", "127.0.0.1:0", "--scan-interval", "300ms", *extra],
-            stderr=self.log)
-        wait_until(self._serving, what="daemon to start")
-
-    def _serving(self):
-        assert self.proc.poll() is None, self.text()
-        return re.search(rb"serving on", Path(self.log.name).read_bytes())
-
-    def text(self):
-        return Path(self.log.name).read_text(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        self.log.close()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from pyclient_helpers import CORRAL, PAYLOAD, Daemon, kill_pids, procs_with_env, wait_until
+from pyclient_helpers import PAYLOAD, Daemon, kill_pids, procs_with_env, wait_until
 from pyclient_helpers import daemon, marker, no_zombie_children, sock  # noqa: F401 (fixtures)
 
 import corral
@@ -389,13 +389,12 @@ def test_daemon_killed_mid_call_raises_daemon_gone(marker):
         assert not t.is_alive()
         assert len(errors) == 1 and isinstance(errors[0], corral.DaemonGone), errors
         assert d.sock in str(errors[0])
-        again = subprocess.Popen([CORRAL, "daemon", "--socket", d.sock, "--state-dir", d.state,
-                                  "--metrics", "127.0.0.1:0"], stderr=subprocess.DEVNULL)
+        again = Daemon(state_dir=d.state)  # the next daemon on the same state dir
         try:
             wait_until(lambda: not procs_with_env(marker), what="recovery to kill the cell")
         finally:
-            again.send_signal(signal.SIGTERM)
-            again.wait(timeout=20)
+            again.stop()
+        assert again.proc.returncode == 0, again.text()
     finally:
         d.stop()
 

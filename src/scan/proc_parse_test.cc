@@ -95,7 +95,10 @@ TEST(ProcStatTest, RejectsTruncatedAndMalformedLines) {
 
 TEST(ProcStatTest, FuzzRandomBytesNeverCrash) {
   std::mt19937 rng(12345);
-  const std::string alphabet = "0123456789 ()-SZDRx\n\t\0";
+  // Built with its size: a std::string made from the literal alone would stop before the NUL.
+  const char kAlphabet[] = "0123456789 ()-SZDRx\n\t\0";
+  const std::string alphabet(kAlphabet, sizeof kAlphabet - 1);
+  ASSERT_EQ(alphabet.back(), '\0');
   for (int i = 0; i < 20000; ++i) {
     std::string s(rng() % 200, ' ');
     for (char& c : s) c = alphabet[rng() % alphabet.size()];
