@@ -21,13 +21,10 @@ enum Type {
 const char* TypeName(int t) {
   switch (t) {
     case kCounter:
-    case kCounterFamily:
-      return "counter";
+    case kCounterFamily: return "counter";
     case kHistogram:
-    case kHistogramFamily:
-      return "histogram";
-    default:
-      return "gauge";
+    case kHistogramFamily: return "histogram";
+    default: return "gauge";
   }
 }
 
@@ -263,18 +260,10 @@ std::string Registry::Render() const {
     out += "# HELP " + e->name + ' ' + Escape(e->help, /*quotes=*/false) + '\n';
     out += "# TYPE " + e->name + ' ' + TypeName(e->type) + '\n';
     switch (e->type) {
-      case kCounter:
-        out += e->name + ' ' + FormatValue(e->counter->value()) + '\n';
-        break;
-      case kGauge:
-        out += e->name + ' ' + FormatValue(e->gauge->value()) + '\n';
-        break;
-      case kCallback:
-        out += e->name + ' ' + FormatValue(e->callback()) + '\n';
-        break;
-      case kHistogram:
-        RenderHistogram(&out, e->name, *e->histogram, {}, {});
-        break;
+      case kCounter: out += e->name + ' ' + FormatValue(e->counter->value()) + '\n'; break;
+      case kGauge: out += e->name + ' ' + FormatValue(e->gauge->value()) + '\n'; break;
+      case kCallback: out += e->name + ' ' + FormatValue(e->callback()) + '\n'; break;
+      case kHistogram: RenderHistogram(&out, e->name, *e->histogram, {}, {}); break;
       case kCounterFamily:
         e->counters->ForEach([&](const std::vector<std::string>& v, const Counter& c) {
           out += e->name + LabelText(e->labels, v) + ' ' + FormatValue(c.value()) + '\n';

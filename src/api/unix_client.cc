@@ -35,10 +35,8 @@ Status WaitFd(int fd, short events, int64_t deadline_ns, std::string_view what) 
 std::string ConnectHint(int err) {
   switch (err) {
     case EACCES:
-    case EPERM:
-      return " (is your user in the socket's group? see `corral daemon --socket-group`)";
-    default:
-      return " (is `corral daemon` running?)";
+    case EPERM: return " (is your user in the socket's group? see `corral daemon --socket-group`)";
+    default: return " (is `corral daemon` running?)";
   }
 }
 

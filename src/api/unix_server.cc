@@ -265,16 +265,11 @@ Result<ListenedSocket> ListenUnixSocket(const std::string& path, std::optional<g
 
 const char* CloseReasonName(CloseReason r) {
   switch (r) {
-    case CloseReason::kPeerGone:
-      return "peer_gone";
-    case CloseReason::kDone:
-      return "done";
-    case CloseReason::kStuck:
-      return "stuck";
-    case CloseReason::kClosedByOwner:
-      return "closed_by_owner";
-    case CloseReason::kShutdown:
-      return "shutdown";
+    case CloseReason::kPeerGone: return "peer_gone";
+    case CloseReason::kDone: return "done";
+    case CloseReason::kStuck: return "stuck";
+    case CloseReason::kClosedByOwner: return "closed_by_owner";
+    case CloseReason::kShutdown: return "shutdown";
   }
   return "unknown";
 }

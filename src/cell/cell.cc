@@ -128,9 +128,7 @@ void Cell::FailToStart(int exit_code, const std::string& error) {
 
 Status Cell::SetUpStdio(int* in_fd, int* out_fd, int* err_fd, UniqueFd* in_keep) {
   switch (spec_.stdin_mode) {
-    case StdinMode::kInherit:
-      *in_fd = 0;
-      break;
+    case StdinMode::kInherit: *in_fd = 0; break;
     case StdinMode::kNull: {
       ASSIGN_OR_RETURN(*in_fd, host_->DevNull());
       break;

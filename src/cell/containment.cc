@@ -21,12 +21,9 @@ std::unique_ptr<Containment> MakePgroupContainment(const std::string& cell_id, b
 
 const char* ContainmentModeName(ContainmentMode m) {
   switch (m) {
-    case ContainmentMode::kCgroup2:
-      return "cgroup2";
-    case ContainmentMode::kCgroup1:
-      return "cgroup1";
-    case ContainmentMode::kPgroup:
-      return "pgroup";
+    case ContainmentMode::kCgroup2: return "cgroup2";
+    case ContainmentMode::kCgroup1: return "cgroup1";
+    case ContainmentMode::kPgroup: return "pgroup";
   }
   return "pgroup";
 }
@@ -193,12 +190,9 @@ Result<ContainmentConfig> ChooseContainment(std::optional<ContainmentMode> force
   HostCgroups h = DetectHostCgroups();
   if (forced) {
     switch (*forced) {
-      case ContainmentMode::kCgroup2:
-        return SetUpCgroup2(h, cgroup_root);
-      case ContainmentMode::kCgroup1:
-        return SetUpCgroup1(h, cgroup_root);
-      case ContainmentMode::kPgroup:
-        return SetUpPgroup("forced with --containment pgroup");
+      case ContainmentMode::kCgroup2: return SetUpCgroup2(h, cgroup_root);
+      case ContainmentMode::kCgroup1: return SetUpCgroup1(h, cgroup_root);
+      case ContainmentMode::kPgroup: return SetUpPgroup("forced with --containment pgroup");
     }
   }
   std::string why;

@@ -6,28 +6,20 @@ namespace corral {
 
 const char* CellStateName(CellState s) {
   switch (s) {
-    case CellState::kExited:
-      return "exited";
-    case CellState::kTimedOut:
-      return "timed_out";
-    case CellState::kKilled:
-      return "killed";
-    case CellState::kCancelled:
-      return "cancelled";
-    case CellState::kFailedToStart:
-      return "failed_to_start";
+    case CellState::kExited: return "exited";
+    case CellState::kTimedOut: return "timed_out";
+    case CellState::kKilled: return "killed";
+    case CellState::kCancelled: return "cancelled";
+    case CellState::kFailedToStart: return "failed_to_start";
   }
   return "exited";
 }
 
 int CellResult::ShellExitCode() const {
   switch (state) {
-    case CellState::kTimedOut:
-      return 124;
-    case CellState::kFailedToStart:
-      return exit_code.value_or(125);
-    default:
-      break;
+    case CellState::kTimedOut: return 124;
+    case CellState::kFailedToStart: return exit_code.value_or(125);
+    default: break;
   }
   if (exit_code) return *exit_code;
   if (signal) return 128 + *signal;

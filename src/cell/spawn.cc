@@ -61,38 +61,22 @@ enum class Stage : int {
 
 const char* StageName(Stage s) {
   switch (s) {
-    case Stage::kNone:
-      return "spawn";
-    case Stage::kSetsid:
-      return "setsid";
-    case Stage::kJoinCgroup:
-      return "join cgroup (write cgroup.procs)";
-    case Stage::kStdin:
-      return "dup2 stdin";
-    case Stage::kStdout:
-      return "dup2 stdout";
-    case Stage::kStderr:
-      return "dup2 stderr";
-    case Stage::kChdir:
-      return "chdir";
-    case Stage::kRlimit:
-      return "setrlimit(RLIMIT_CPU)";
-    case Stage::kNofile:
-      return "setrlimit(RLIMIT_NOFILE)";
-    case Stage::kSetgroups:
-      return "setgroups";
-    case Stage::kSetgid:
-      return "setgid";
-    case Stage::kSetuid:
-      return "setuid";
-    case Stage::kCloseRange:
-      return "close_range";
-    case Stage::kSigmask:
-      return "reset signals (sigaction, sigprocmask)";
-    case Stage::kExec:
-      return "exec";
-    case Stage::kIsolate:
-      return "isolate";
+    case Stage::kNone: return "spawn";
+    case Stage::kSetsid: return "setsid";
+    case Stage::kJoinCgroup: return "join cgroup (write cgroup.procs)";
+    case Stage::kStdin: return "dup2 stdin";
+    case Stage::kStdout: return "dup2 stdout";
+    case Stage::kStderr: return "dup2 stderr";
+    case Stage::kChdir: return "chdir";
+    case Stage::kRlimit: return "setrlimit(RLIMIT_CPU)";
+    case Stage::kNofile: return "setrlimit(RLIMIT_NOFILE)";
+    case Stage::kSetgroups: return "setgroups";
+    case Stage::kSetgid: return "setgid";
+    case Stage::kSetuid: return "setuid";
+    case Stage::kCloseRange: return "close_range";
+    case Stage::kSigmask: return "reset signals (sigaction, sigprocmask)";
+    case Stage::kExec: return "exec";
+    case Stage::kIsolate: return "isolate";
   }
   return "spawn";
 }
@@ -225,12 +209,9 @@ Error IsolationCloneError(int err, const char* call) {
 
 const char* SpawnMechanism() {
   switch (g_mechanism) {
-    case Mechanism::kClone3:
-      return "clone3(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_INTO_CGROUP)";
-    case Mechanism::kClone:
-      return "clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) + write cgroup.procs";
-    case Mechanism::kUnknown:
-      break;
+    case Mechanism::kClone3: return "clone3(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_INTO_CGROUP)";
+    case Mechanism::kClone: return "clone(CLONE_VM|CLONE_VFORK|CLONE_PIDFD) + write cgroup.procs";
+    case Mechanism::kUnknown: break;
   }
   return "clone3(CLONE_VM|CLONE_VFORK|CLONE_PIDFD|CLONE_INTO_CGROUP), clone(2) if refused";
 }

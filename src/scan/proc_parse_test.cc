@@ -117,15 +117,9 @@ TEST(ProcStatTest, FuzzMutationsOfAValidLineParseOrReject) {
     for (int k = 0; k < 3; ++k) {
       size_t at = rng() % s.size();
       switch (rng() % 3) {
-        case 0:
-          s[at] = static_cast<char>(rng() % 256);
-          break;
-        case 1:
-          s.erase(at, 1);
-          break;
-        default:
-          s.insert(at, 1, static_cast<char>(rng() % 256));
-          break;
+        case 0: s[at] = static_cast<char>(rng() % 256); break;
+        case 1: s.erase(at, 1); break;
+        default: s.insert(at, 1, static_cast<char>(rng() % 256)); break;
       }
     }
     auto st = ParseProcStat(s);

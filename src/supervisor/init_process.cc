@@ -253,8 +253,7 @@ void InitProcess::HandleSignal(int sig, pid_t sender) {
       if (sig == SIGTERM || sig == SIGINT || sig == SIGQUIT) StartKilling();  // asked twice
       break;
     case Phase::kKilling:
-    case Phase::kDone:
-      break;
+    case Phase::kDone: break;
   }
 }
 
@@ -330,12 +329,9 @@ void InitProcess::ReapAll() {
       // As subreaper, the children of a process that just died are re-parented to us now.
       if (!pid1_) SignalOrphans(SIGTERM, /*only_new=*/true);
       break;
-    case Phase::kKilling:
-      SignalOrphans(SIGKILL, /*only_new=*/false);
-      break;
+    case Phase::kKilling: SignalOrphans(SIGKILL, /*only_new=*/false); break;
     case Phase::kWaiting:
-    case Phase::kDone:
-      break;
+    case Phase::kDone: break;
   }
 }
 

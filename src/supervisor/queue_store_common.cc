@@ -50,17 +50,13 @@ std::variant<CellSpec, CellResult> AttemptCell(const std::string& spec_json, con
 
 std::string AttemptOutcome(const CellResult& r, bool cancel_requested) {
   switch (r.state) {
-    case CellState::kExited:
-      return r.exit_code == 0 ? "succeeded" : "failed";
-    case CellState::kTimedOut:
-      return "timed_out";
-    case CellState::kFailedToStart:
-      return "failed";
+    case CellState::kExited: return r.exit_code == 0 ? "succeeded" : "failed";
+    case CellState::kTimedOut: return "timed_out";
+    case CellState::kFailedToStart: return "failed";
     case CellState::kKilled:
       // A limit of the task's own is its failure; a signal from outside is a crash.
       return r.reason == "signal" ? "crashed" : "failed";
-    case CellState::kCancelled:
-      return cancel_requested ? "cancelled" : "crashed";
+    case CellState::kCancelled: return cancel_requested ? "cancelled" : "crashed";
   }
   return "failed";
 }

@@ -95,33 +95,15 @@ Result<ProcStat> ParseProcStat(std::string_view text) {
         ok = tok.size() == 1;
         st.state = tok[0];
         break;
-      case 4:
-        ok = ParseInt(tok, &st.ppid);
-        break;
-      case 5:
-        ok = ParseInt(tok, &st.pgrp);
-        break;
-      case 6:
-        ok = ParseInt(tok, &st.session);
-        break;
-      case 9:
-        ok = ParseU64(tok, &st.flags);
-        break;
-      case 14:
-        ok = ParseU64(tok, &st.utime_ticks);
-        break;
-      case 15:
-        ok = ParseU64(tok, &st.stime_ticks);
-        break;
-      case 20:
-        ok = ParseI64(tok, &st.num_threads);
-        break;
-      case 22:
-        ok = ParseU64(tok, &st.starttime_ticks);
-        break;
-      case 24:
-        ok = ParseI64(tok, &st.rss_pages);
-        break;
+      case 4: ok = ParseInt(tok, &st.ppid); break;
+      case 5: ok = ParseInt(tok, &st.pgrp); break;
+      case 6: ok = ParseInt(tok, &st.session); break;
+      case 9: ok = ParseU64(tok, &st.flags); break;
+      case 14: ok = ParseU64(tok, &st.utime_ticks); break;
+      case 15: ok = ParseU64(tok, &st.stime_ticks); break;
+      case 20: ok = ParseI64(tok, &st.num_threads); break;
+      case 22: ok = ParseU64(tok, &st.starttime_ticks); break;
+      case 24: ok = ParseI64(tok, &st.rss_pages); break;
       default:
         ok = ParseI64(tok, &i64) || ParseU64(tok, &u64);  // checked, unused
         break;

@@ -64,13 +64,10 @@ Caller CallerOf(const Call& call) { return Caller{call.peer.uid, call.peer.gid, 
 
 RpcError ToRpc(const Refusal& r) {
   switch (r.kind) {
-    case Refusal::kOverloaded:
-      return RpcError::Overloaded(r.message);
-    case Refusal::kNotAllowed:
-      return RpcError::NotAllowed(r.message);
+    case Refusal::kOverloaded: return RpcError::Overloaded(r.message);
+    case Refusal::kNotAllowed: return RpcError::NotAllowed(r.message);
     case Refusal::kNotFound:
-    case Refusal::kBadInput:
-      return RpcError::InvalidParams(r.message);
+    case Refusal::kBadInput: return RpcError::InvalidParams(r.message);
   }
   return RpcError::Internal(r.message);
 }
