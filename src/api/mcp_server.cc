@@ -338,20 +338,32 @@ void McpServer::CallTool(jsonrpc::Request& req) {
 
 // ---- for the tools ----
 
-std::optional<std::string> McpServer::StartCell(CellSpec spec, Retention retention,
-                                                std::string* id) {
+std::optional<std::string> McpServer::StartCommand(const mcp::ToolCall& call, Retention retention) {
+  if (shutting_down_) {
+    ReplyToolError(call.id, "the server is shutting down");
+    return std::nullopt;
+  }
+  CellSpec spec;
+  if (auto err = BuildSpec(call.args, &spec)) {
+    ReplyToolError(call.id, *err);
+    return std::nullopt;
+  }
   std::vector<std::string> argv = options_.verbose ? spec.argv : std::vector<std::string>();
   auto started = sup_->Start(Caller::System(), std::move(spec), nullptr, retention);
   if (const Refusal* no = std::get_if<Refusal>(&started)) {
     size_t running = sup_->running();
-    if (running < sup_->max_running()) return no->message;  // the host is near a limit
-    return "too many commands running (" + std::to_string(running) +
-           ", the server's --max-concurrent); wait for one to end or kill one";
+    ReplyToolError(call.id, running < sup_->max_running()
+                                ? no->message  // the host is near a limit
+                                : "too many commands running (" + std::to_string(running) +
+                                      ", the server's --max-concurrent); wait for one to end or "
+                                      "kill one");
+    return std::nullopt;
   }
-  *id = std::get<std::string>(started);
-  if (options_.verbose)
-    std::fprintf(stderr, "corral mcp: %s: %s\n", id->c_str(), DumpJson(argv).c_str());
-  return std::nullopt;
+  std::string id = std::get<std::string>(started);
+  if (options_.verbose) {
+    std::fprintf(stderr, "corral mcp: %s: %s\n", id.c_str(), DumpJson(argv).c_str());
+  }
+  return id;
 }
 
 std::string McpServer::Hold(const mcp::ToolCall& call, const std::string& command,

@@ -109,8 +109,9 @@ class McpServer {
   void ReplyToolError(const jsonrpc::json& id, const std::string& message);
   // Returns an error sentence, or fills *spec from the arguments of run/start_command.
   std::optional<std::string> BuildSpec(const jsonrpc::json& args, CellSpec* spec);
-  // Starts a cell for `spec`; *id names it. Returns why not, in words for the model.
-  std::optional<std::string> StartCell(CellSpec spec, Retention retention, std::string* id);
+  // run_command and start_command: the call's arguments as a cell (BuildSpec), started. Returns
+  // its id, or nullopt after answering the call with why not, in words for the model.
+  std::optional<std::string> StartCommand(const mcp::ToolCall& call, Retention retention);
 
   // A request answered later (run_command, start_command, wait_command, kill_command), named by
   // its key. `command` is the cell it is about: its progress is reported, and a cancelled

@@ -102,28 +102,36 @@ jsonrpc::json SpecToParams(const CellSpec& spec) {
 
 }  // namespace
 
-std::optional<jsonrpc::json> ClientCellParams(const char* verb, const char* help, int argc,
-                                              char** argv, CellFlags* flags, int* exit_code) {
+bool ParseCellRequest(const char* verb, const char* help, int argc, char** argv, CellRequest* req,
+                      int* exit_code) {
   *exit_code = kExitCorralError;
-  if (auto err = ParseCellFlags(argc, argv, /*allow_containment=*/false, flags)) {
+  req->socket = TakeSocketFlag(&argc, argv);
+  CellFlags& flags = req->flags;
+  if (auto err = ParseCellFlags(argc, argv, /*allow_containment=*/false, &flags)) {
     std::fprintf(stderr, "corral %s: %s\n(see `corral %s --help`)\n", verb, err->c_str(), verb);
-    return std::nullopt;
+    return false;
   }
-  if (flags->help) {
+  if (flags.help) {
     std::fputs(help, stdout);
     *exit_code = 0;
-    return std::nullopt;
+    return false;
   }
-  jsonrpc::json params = SpecToParams(flags->spec);
-  if (flags->spec.stdin_mode == StdinMode::kFile) {
-    auto data = ReadSmallFile(flags->spec.stdin_data, 64 << 20);
+  req->params = SpecToParams(flags.spec);
+  if (flags.spec.stdin_mode == StdinMode::kFile) {
+    auto data = ReadSmallFile(flags.spec.stdin_data, 64 << 20);
     if (!data.ok()) {
       std::fprintf(stderr, "corral %s: --stdin: %s\n", verb, data.error().message().c_str());
-      return std::nullopt;
+      return false;
     }
-    params["stdin"] = data.value();
+    req->params["stdin"] = data.value();
   }
-  return params;
+  return true;
+}
+
+bool HaveCellId(const char* verb, const std::string& id) {
+  if (!id.empty()) return true;
+  std::fprintf(stderr, "corral %s: which cell? (corral %s ID; see `corral ps`)\n", verb, verb);
+  return false;
 }
 
 int Usage(const char* text, bool asked) {

@@ -8,10 +8,9 @@
 #include "api/jsonrpc.h"
 #include "api/unix_client.h"
 #include "cell/spec.h"
+#include "cli/flags.h"
 
 namespace corral::cli {
-
-struct CellFlags;  // cli/flags.h
 
 // Pulls "--socket PATH" / "--socket=PATH" out of argv (in place); returns the path to use.
 std::string TakeSocketFlag(int* argc, char** argv);
@@ -20,13 +19,21 @@ std::string TakeSocketFlag(int* argc, char** argv);
 std::optional<jsonrpc::json> CallOnce(const char* verb, const std::string& socket,
                                       const std::string& method, const jsonrpc::json& params,
                                       int* exit_code);
-// The options of `corral run` parsed for a daemon client (exec, start, submit) into the params of
-// its request: the command as `corral run` would run it here (this working directory, environment
-// and umask; a --stdin file read now). Returns nullopt, as CallOnce does, when there is nothing to
-// send: after --help (`help` printed to stdout, *exit_code 0) or bad input ("corral VERB: ..."
-// printed, *exit_code 125).
-std::optional<jsonrpc::json> ClientCellParams(const char* verb, const char* help, int argc,
-                                              char** argv, CellFlags* flags, int* exit_code);
+// A daemon client's request for a cell (exec, start, submit): its socket (--socket or
+// $CORRAL_SOCKET), the options of `corral run`, and from them the params of the request -- the
+// command as `corral run` would run it here (this working directory, environment and umask; a
+// --stdin file read now).
+struct CellRequest {
+  std::string socket;
+  CellFlags flags;
+  jsonrpc::json params;
+};
+// Parses argv into *req. Returns false with *exit_code set after printing `help` (--help: 0) or
+// "corral VERB: ..." (bad input: 125).
+bool ParseCellRequest(const char* verb, const char* help, int argc, char** argv, CellRequest* req,
+                      int* exit_code);
+// False, after "corral VERB: which cell? (corral VERB ID; see `corral ps`)", when id is empty.
+bool HaveCellId(const char* verb, const std::string& id);
 // Prints a command's usage text: to stdout when it was `asked` for (--help; returns 0), to stderr
 // after bad usage (returns 125).
 int Usage(const char* text, bool asked);

@@ -41,13 +41,12 @@ bool Drain(UnixClient* c, const std::string& id, const char* stream, uint64_t* o
 }  // namespace
 
 int Exec(int argc, char** argv) {
-  std::string socket = TakeSocketFlag(&argc, argv);
-  CellFlags flags;
+  CellRequest req;
   int code = 0;
-  auto cell = ClientCellParams("exec", kHelp, argc, argv, &flags, &code);
-  if (!cell) return code;
-  const jsonrpc::json& params = *cell;
-  if (flags.json) {
+  if (!ParseCellRequest("exec", kHelp, argc, argv, &req, &code)) return code;
+  const std::string& socket = req.socket;
+  const jsonrpc::json& params = req.params;
+  if (req.flags.json) {
     auto r = CallOnce("exec", socket, "run", params, &code);
     if (!r) return code;
     std::printf("%s\n", r->dump(-1, ' ', false, jsonrpc::json::error_handler_t::replace).c_str());

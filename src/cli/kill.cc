@@ -30,10 +30,7 @@ int Kill(int argc, char** argv) {
     else
       return Usage(kUsage, a == "--help");
   }
-  if (id.empty()) {
-    std::fputs("corral kill: which cell? (corral kill ID; see `corral ps`)\n", stderr);
-    return kExitCorralError;
-  }
+  if (!HaveCellId("kill", id)) return kExitCorralError;
   jsonrpc::json params = {{"id", id}};
   if (!sig.empty()) params["signal"] = sig;
   int code = 0;

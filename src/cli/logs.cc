@@ -100,10 +100,7 @@ int Logs(int argc, char** argv) {
     else
       return Usage(kUsage, a == "--help");
   }
-  if (id.empty()) {
-    std::fputs("corral logs: which cell? (corral logs ID; see `corral ps`)\n", stderr);
-    return kExitCorralError;
-  }
+  if (!HaveCellId("logs", id)) return kExitCorralError;
   auto client = UnixClient::Connect(socket);
   if (!client.ok()) {
     std::fprintf(stderr, "corral logs: %s\n", client.error().message().c_str());

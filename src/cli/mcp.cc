@@ -16,6 +16,7 @@
 #include "api/mcp_server.h"
 #include "cell/isolation.h"
 #include "cli/commands.h"
+#include "cli/containment_flag.h"
 #include "cli/flags.h"
 #include "supervisor/supervisor.h"
 #include "sys/event_loop.h"
@@ -197,21 +198,8 @@ int Mcp(int argc, char** argv) {
 
   // Pick the containment (cgroup2 > cgroup1 > pgroup); creating the supervisor below also sweeps
   // the cells that a crashed corral left behind.
-  std::optional<ContainmentMode> forced;
-  if (!flags.containment.empty()) {
-    forced = ParseContainmentMode(flags.containment);
-    if (!forced) {
-      std::fprintf(stderr, "corral mcp: --containment: '%s' is not cgroup2, cgroup1 or pgroup\n",
-                   flags.containment.c_str());
-      return kExitCorralError;
-    }
-  }
-  auto config = ChooseContainment(forced);
-  if (!config.ok()) {
-    std::fprintf(stderr, "corral mcp: cannot set up containment: %s\n",
-                 config.error().message().c_str());
-    return kExitCorralError;
-  }
+  auto config = ContainmentFromFlag("mcp", flags.containment);
+  if (!config) return kExitCorralError;
 
   // One loop for everything; one supervisor owns every cell.
   auto loop = EventLoop::Create();

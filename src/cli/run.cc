@@ -10,6 +10,7 @@
 #include "cell/cell.h"
 #include "cell/result_json.h"
 #include "cli/commands.h"
+#include "cli/containment_flag.h"
 #include "cli/flags.h"
 #include "sys/event_loop.h"
 #include "sys/signal_fd.h"
@@ -114,21 +115,8 @@ int Run(int argc, char** argv) {
   sigset_t blocked = MakeSigset({SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE});
   if (!BlockSignals(blocked).ok()) return kExitCorralError;
 
-  std::optional<ContainmentMode> forced;
-  if (!flags.containment.empty()) {
-    forced = ParseContainmentMode(flags.containment);
-    if (!forced) {
-      std::fprintf(stderr, "corral run: --containment: '%s' is not cgroup2, cgroup1 or pgroup\n",
-                   flags.containment.c_str());
-      return kExitCorralError;
-    }
-  }
-  auto config = ChooseContainment(forced);
-  if (!config.ok()) {
-    std::fprintf(stderr, "corral run: cannot use --containment %s: %s\n", flags.containment.c_str(),
-                 config.error().message().c_str());
-    return kExitCorralError;
-  }
+  auto config = ContainmentFromFlag("run", flags.containment);
+  if (!config) return kExitCorralError;
   auto loop = EventLoop::Create();
   if (!loop.ok()) {
     std::fprintf(stderr, "corral run: %s\n", loop.error().message().c_str());

@@ -19,12 +19,10 @@ Follow with `corral wait ID`, `corral logs ID [--follow]`, `corral kill ID`.
 }  // namespace
 
 int Start(int argc, char** argv) {
-  std::string socket = TakeSocketFlag(&argc, argv);
-  CellFlags flags;
+  CellRequest req;
   int code = 0;
-  auto params = ClientCellParams("start", kHelp, argc, argv, &flags, &code);
-  if (!params) return code;
-  auto r = CallOnce("start", socket, "start", *params, &code);
+  if (!ParseCellRequest("start", kHelp, argc, argv, &req, &code)) return code;
+  auto r = CallOnce("start", req.socket, "start", req.params, &code);
   if (!r) return code;
   std::printf("%s\n", (*r)["id"].get<std::string>().c_str());
   return 0;

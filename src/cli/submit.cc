@@ -9,6 +9,7 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "sys/clock.h"
 #include "sys/fd.h"
 
 namespace corral::cli {
@@ -42,7 +43,6 @@ int Fail(const std::string& what) {
 }  // namespace
 
 int Submit(int argc, char** argv) {
-  std::string socket = TakeSocketFlag(&argc, argv);
   jsonrpc::json queue = jsonrpc::json::object();
   bool json_out = false;
   // Take the queue's options out of argv (up to `--`), leaving the cell options in place.
@@ -86,21 +86,22 @@ int Submit(int argc, char** argv) {
         return Fail("--backoff: '" + value +
                     "' is not a duration (use 500ms, 30s, 2m, 1h "
                     "or seconds)");
-      queue["backoff_s"] = static_cast<double>(*d) / 1e9;
+      queue["backoff_s"] = NsToSeconds(*d);
     } else {
       queue[name.substr(2)] = value;
     }
   }
   for (; i < argc; ++i) rest.push_back(argv[i]);
-  CellFlags flags;
+  // --socket and the cell options stayed in `rest`.
+  CellRequest req;
   int code = 0;
-  auto params =
-      ClientCellParams("submit", kHelp, static_cast<int>(rest.size()), rest.data(), &flags, &code);
-  if (!params) return code;
-  params->update(queue);
-  auto r = CallOnce("submit", socket, "submit", *params, &code);
+  if (!ParseCellRequest("submit", kHelp, static_cast<int>(rest.size()), rest.data(), &req, &code)) {
+    return code;
+  }
+  req.params.update(queue);
+  auto r = CallOnce("submit", req.socket, "submit", req.params, &code);
   if (!r) return code;
-  if (json_out || flags.json) {
+  if (json_out || req.flags.json) {
     std::printf("%s\n", r->dump().c_str());
   } else {
     std::printf("%s\n", (*r)["id"].get<std::string>().c_str());

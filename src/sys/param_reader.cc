@@ -51,6 +51,16 @@ const json* ParamReader::Get(std::string_view key, bool required) {
   return v;
 }
 
+const json* ParamReader::GetKind(std::string_view key, bool required, bool (json::*is_kind)() const,
+                                 const char* kind) {
+  const json* v = Get(key, required);
+  if (v != nullptr && !(v->*is_kind)()) {
+    Fail(Field(key) + " must be " + kind + ", not " + v->type_name());
+    return nullptr;
+  }
+  return v;
+}
+
 bool ParamReader::CheckString(const std::string& s, const std::string& field) {
   if (std::memchr(s.data(), '\0', s.size()) != nullptr) {
     Fail(field + " must not contain a NUL byte");
@@ -77,23 +87,15 @@ std::optional<std::string> ParamReader::String(std::string_view key, bool requir
 }
 
 std::optional<bool> ParamReader::Bool(std::string_view key, bool required) {
-  const json* v = Get(key, required);
+  const json* v = GetKind(key, required, &json::is_boolean, "a boolean");
   if (v == nullptr) return std::nullopt;
-  if (!v->is_boolean()) {
-    Fail(Field(key) + " must be a boolean, not " + v->type_name());
-    return std::nullopt;
-  }
   return v->get<bool>();
 }
 
 std::optional<double> ParamReader::Number(std::string_view key, std::optional<double> min,
                                           std::optional<double> max, bool required) {
-  const json* v = Get(key, required);
+  const json* v = GetKind(key, required, &json::is_number, "a number");
   if (v == nullptr) return std::nullopt;
-  if (!v->is_number()) {
-    Fail(Field(key) + " must be a number, not " + v->type_name());
-    return std::nullopt;
-  }
   double d = v->get<double>();
   if (!std::isfinite(d)) {
     Fail(Field(key) + " must be a finite number");
@@ -150,12 +152,8 @@ std::optional<int64_t> ParamReader::Integer(std::string_view key, std::optional<
 
 std::optional<std::vector<std::string>> ParamReader::StringArray(std::string_view key,
                                                                  bool required) {
-  const json* v = Get(key, required);
+  const json* v = GetKind(key, required, &json::is_array, "an array of strings");
   if (v == nullptr) return std::nullopt;
-  if (!v->is_array()) {
-    Fail(Field(key) + " must be an array of strings, not " + v->type_name());
-    return std::nullopt;
-  }
   std::vector<std::string> out;
   out.reserve(v->size());
   for (size_t i = 0; i < v->size(); ++i) {
@@ -168,12 +166,8 @@ std::optional<std::vector<std::string>> ParamReader::StringArray(std::string_vie
 
 std::optional<std::map<std::string, std::string>> ParamReader::StringMap(std::string_view key,
                                                                          bool required) {
-  const json* v = Get(key, required);
+  const json* v = GetKind(key, required, &json::is_object, "an object of strings");
   if (v == nullptr) return std::nullopt;
-  if (!v->is_object()) {
-    Fail(Field(key) + " must be an object of strings, not " + v->type_name());
-    return std::nullopt;
-  }
   std::map<std::string, std::string> out;
   for (const auto& [k, e] : v->items()) {
     const std::string* s = AsString(e, Field(key) + "." + k);
@@ -184,12 +178,7 @@ std::optional<std::map<std::string, std::string>> ParamReader::StringMap(std::st
 }
 
 ParamReader ParamReader::Object(std::string_view key, bool required) {
-  const json* v = Get(key, required);
-  if (v != nullptr && !v->is_object()) {
-    Fail(Field(key) + " must be an object, not " + v->type_name());
-    v = nullptr;
-  }
-  return ParamReader(v, Field(key), error_);
+  return ParamReader(GetKind(key, required, &json::is_object, "an object"), Field(key), error_);
 }
 
 void ParamReader::RejectUnknown(std::initializer_list<std::string_view> known) {

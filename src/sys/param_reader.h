@@ -74,6 +74,9 @@ class ParamReader {
   // nullptr when absent/null (or a required one missing, which fails); also nullptr after a
   // failure, so nothing reads past the first error.
   const json* Get(std::string_view key, bool required);
+  // Get, then nullptr and a failure ("FIELD must be KIND, not TYPE") unless (v->*is_kind)().
+  const json* GetKind(std::string_view key, bool required, bool (json::*is_kind)() const,
+                      const char* kind);
   bool CheckString(const std::string& s, const std::string& field);
   // v's string, or nullptr once the failure is recorded (not a string, or holds a NUL byte).
   const std::string* AsString(const nlohmann::json& v, const std::string& field);

@@ -24,13 +24,9 @@ json Describe(const McpOptions& o) {
 }
 
 void Call(McpServer& s, const ToolCall& call) {
-  if (s.shutting_down()) return s.ReplyToolError(call.id, "the server is shutting down");
-  CellSpec spec;
-  if (auto err = s.BuildSpec(call.args, &spec)) return s.ReplyToolError(call.id, *err);
-  std::string id;
-  if (auto err = s.StartCell(std::move(spec), Retention::kDropWhenDone, &id)) {
-    return s.ReplyToolError(call.id, *err);
-  }
+  auto started = s.StartCommand(call, Retention::kDropWhenDone);
+  if (!started) return;
+  std::string id = *started;
   std::string key = s.Hold(call, id, /*kill_on_cancel=*/true);
   s.AnswerWhenDone(key, [](const CellResult& r) { return ResultToJson(r); });
   s.Progress(key);
