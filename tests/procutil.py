@@ -12,8 +12,9 @@ import time
 # process; its children start with the default disposition.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
-if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
-    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+for _sig in (signal.SIGQUIT, signal.SIGHUP):  # SIGHUP: a suite started under `nohup`
+    if signal.getsignal(_sig) == signal.SIG_IGN:
+        signal.signal(_sig, signal.SIG_DFL)
 
 
 def wait_until(pred, timeout=10.0, interval=0.02, what="condition"):
