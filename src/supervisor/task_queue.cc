@@ -183,7 +183,8 @@ void TaskQueue::LoadQueued() {
   int64_t now_ms = NowMs();
   for (TaskRow& t : local_->Queued()) {
     int64_t not_before_ms = t.not_before_ms;
-    Active* raw = active_.emplace(t.id, Hold(std::move(t), "queued")).first->second.get();
+    int64_t task_id = t.id;
+    Active* raw = active_.emplace(task_id, Hold(std::move(t), "queued")).first->second.get();
     if (auto b = blockers_.find(raw->id); b != blockers_.end()) {
       int64_t id = raw->id;
       auto token = loop_->Add(b->second.get(), EPOLLIN, [this, id](uint32_t) {
@@ -597,7 +598,9 @@ void TaskQueue::Submit(TaskSubmission sub, Reply reply) {
   if (!inserted.ok()) {
     return reply(Refusal{Refusal::kOverloaded, inserted.error().message()});
   }
-  auto [id, existing] = inserted.value();
+  // Named, not a structured binding: the answer's lambda captures both.
+  int64_t id = inserted->first;
+  bool existing = inserted->second;
   if (!existing) {
     SetTaskState("", "queued");
     if (local_) {
