@@ -60,7 +60,9 @@ std::shared_ptr<Methods> RegisterMethods(UnixServer* server, Supervisor* sup, Ev
   return m;
 }
 
-Caller CallerOf(const Call& call) { return Caller{call.peer.uid, call.peer.gid, call.peer.pid}; }
+Caller CallerOf(const Call& call) {
+  return Caller::Peer(call.peer.uid, call.peer.gid, call.peer.pid);
+}
 
 RpcError ToRpc(const Refusal& r) {
   switch (r.kind) {

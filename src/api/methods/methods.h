@@ -62,7 +62,7 @@ void Groups(Methods* m, Call call);
 // The caller as the socket saw it.
 Caller CallerOf(const Call& call);
 jsonrpc::RpcError ToRpc(const Refusal& r);
-// Reads params with `read`; on a bad field answers -32602 and returns false.
+// True when p read every field well; else answers its -32602 error and returns false.
 bool CheckParams(Methods* m, const Call& call, const jsonrpc::ParamReader& p);
 // Answers with the JSON or the refusal.
 void Answer(Methods* m, const ReplyTo& to, std::variant<jsonrpc::json, Refusal> r);
